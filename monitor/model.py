@@ -1,0 +1,189 @@
+"""The values that flow through the pipeline: job snapshots, stored essences, events.
+
+Imports nothing of ours. Everything here is immutable and cheap to compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    JOB_STARTED = "job.started"
+    JOB_COMPLETED = "job.completed"
+    JOB_FAILED = "job.failed"
+    JOB_ABORTED = "job.aborted"
+    JOB_ABORT_REQUESTED = "job.abort_requested"
+    JOB_DOMAIN_FAILED = "job.domain_failed"
+    JOB_STUCK = "job.stuck"
+    JOB_VANISHED = "job.vanished"
+    SOURCE_DOWN = "source.down"
+    SOURCE_UP = "source.up"
+
+
+TERMINAL_EVENTS = frozenset(
+    {EventType.JOB_COMPLETED, EventType.JOB_FAILED, EventType.JOB_ABORTED, EventType.JOB_VANISHED}
+)
+
+# --- statuses -------------------------------------------------------------------------
+
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+FAILED = "failed"
+ABORTED = "aborted"
+VANISHED = "vanished"  # our own word: a tracked running job answered 404
+
+# Words that mean "still running". Only ``in_progress`` is documented; the others are
+# tolerated so that an undocumented synonym is not mistaken for a failure.
+ACTIVE_STATUSES = frozenset({IN_PROGRESS, "running", "pending", "queued", "started"})
+ABORT_STATUSES = frozenset({ABORTED, "cancelled", "canceled"})
+KNOWN_STATUSES = ACTIVE_STATUSES | ABORT_STATUSES | {COMPLETED, FAILED}
+
+MAX_TEXT = 1024  # longest manager-supplied text we keep (scope messages, statuses)
+
+
+def truncate(text: str, limit: int = MAX_TEXT) -> str:
+    """Cut ``text`` to ``limit`` characters, marking the cut."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def normalise_status(raw: str) -> str:
+    """``"in progress"``, ``"In_Progress"`` -> ``"in_progress"``; unknown words verbatim."""
+    word = re.sub(r"[\s\-]+", "_", raw.strip().lower())
+    if word in KNOWN_STATUSES:
+        return word
+    return truncate(raw.strip(), 200)
+
+
+def is_active(status: str) -> bool:
+    return status in ACTIVE_STATUSES
+
+
+def is_scope_failure(value: str) -> bool:
+    """A ``detailed_status`` value that is neither running nor ``... successfully``."""
+    text = value.strip()
+    if not text:
+        return False
+    if normalise_status(text) in ACTIVE_STATUSES:
+        return False
+    return not text.lower().endswith("successfully")
+
+
+# --- timestamps -----------------------------------------------------------------------
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse the manager's RFC 3339 stamps, nanoseconds included, into aware UTC.
+
+    Raises ``ValueError`` for anything that is not a timestamp.
+    """
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    # fromisoformat takes at most 6 fractional digits
+    value = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], value, count=1)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """``2026-11-23T10:00:00.123Z``: UTC, milliseconds, ``Z``."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def format_optional(moment: datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+# --- jobs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """One job as the manager reports it now, validated and normalised."""
+
+    job_id: str
+    status: str  # normalised overall_status
+    abort: bool
+    created_at: datetime | None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+    cloud: str | None = None
+    scopes: tuple[str, ...] = ()
+    # sorted (scope key, status text) pairs: immutable and comparable
+    detailed_status: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return is_active(self.status)
+
+    def scope_map(self) -> dict[str, str]:
+        return dict(self.detailed_status)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEssence:
+    """What the monitor remembers of a job between polls (kopf's "essence").
+
+    ``snapshot`` is the last state seen; the flags record which once-only events were
+    already emitted so that a restart never repeats them.
+    """
+
+    snapshot: JobSnapshot
+    first_seen: datetime
+    terminal: str | None = None  # event type of the terminal event, once emitted/recorded
+    stuck_reported: bool = False
+    baseline: bool = False  # recorded silently at first start; no job.started was emitted
+
+    @property
+    def job_id(self) -> str:
+        return self.snapshot.job_id
+
+    @property
+    def tracked_running(self) -> bool:
+        """Still watched as running: no terminal state recorded yet."""
+        return self.terminal is None
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+def event_id(*parts: str) -> str:
+    """A stable id for one transition: the same parts give the same id after a restart."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return "evt_" + digest[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One transition, as stored in the outbox and delivered to sinks."""
+
+    id: str
+    type: EventType
+    timestamp: datetime
+    manager: str
+    source: str
+    job_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)  # the envelope's ``data``
+
+    def envelope(self) -> dict[str, Any]:
+        """The body a webhook receives (contract.md)."""
+        return {
+            "id": self.id,
+            "type": str(self.type),
+            "timestamp": format_timestamp(self.timestamp),
+            "data": dict(self.data),
+        }
