@@ -1,0 +1,357 @@
+"""The pure state differ: previous essence + current snapshot + ``now`` -> events.
+
+No I/O, no clock, no randomness: every decision about *what changed* lives here, so it
+can be tested as a matrix and as a property. Rules (contract.md, cckm-api.md):
+
+- a job not seen before emits ``job.started``, then whatever else its first snapshot
+  shows (abort requested, failed scopes, its end), so a job that started and ended
+  between two polls still gets exactly one ``started`` and one terminal event;
+- at first start (``baseline``) running jobs are recorded silently; they get no
+  ``started`` but do get their ``stuck`` and terminal events later;
+- a finished job never seen before and created before the newest job already seen (the
+  *watermark*) is history, not news: ignored. Ties are not history: the baseline records
+  the finished jobs created exactly at the watermark, so they are known, not new;
+- once a terminal event is recorded, the job is frozen: later changes emit nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from monitor.model import (
+    ABORT_STATUSES,
+    COMPLETED,
+    VANISHED,
+    Event,
+    EventType,
+    JobEssence,
+    JobSnapshot,
+    event_id,
+    format_optional,
+    is_scope_failure,
+    truncate,
+)
+
+DOWN_AFTER_FAILURES = 3  # source.down after this many failed cycles in a row
+
+
+def terminal_type(snapshot: JobSnapshot) -> EventType:
+    """Which terminal event a stopped job gets."""
+    if snapshot.abort or snapshot.status in ABORT_STATUSES:
+        return EventType.JOB_ABORTED
+    if snapshot.status == COMPLETED:
+        return EventType.JOB_COMPLETED
+    return EventType.JOB_FAILED  # "failed" and any unknown terminal word
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max((end - start).total_seconds(), 0.0), 6)
+
+
+def job_age(essence_or_snapshot: JobSnapshot, first_seen: datetime, now: datetime) -> float:
+    start = essence_or_snapshot.created_at or first_seen
+    return (now - start).total_seconds()
+
+
+def event_data(
+    manager: str,
+    source: str,
+    snapshot: JobSnapshot,
+    *,
+    previous_status: str | None,
+    status: str | None = None,
+    duration: float | None = None,
+    scope: str | None = None,
+    scope_status: str | None = None,
+) -> dict[str, Any]:
+    """The envelope's ``data`` for a job event (contract.md)."""
+    return {
+        "manager": manager,
+        "source": source,
+        "cloud": snapshot.cloud,
+        "job_id": snapshot.job_id,
+        "status": status if status is not None else snapshot.status,
+        "previous_status": previous_status,
+        "abort": snapshot.abort,
+        "created_at": format_optional(snapshot.created_at),
+        "updated_at": format_optional(snapshot.updated_at),
+        "completed_at": format_optional(snapshot.completed_at),
+        "duration_seconds": duration,
+        "scopes": list(snapshot.scopes),
+        "detailed_status": {k: truncate(v) for k, v in snapshot.detailed_status},
+        "scope": scope,
+        "scope_status": None if scope_status is None else truncate(scope_status),
+    }
+
+
+@dataclass(slots=True)
+class _Emitter:
+    manager: str
+    source: str
+    now: datetime
+    events: list[Event] = field(default_factory=list)
+
+    def emit(self, kind: EventType, snapshot: JobSnapshot, *, scope: str = "", **data: Any) -> None:
+        body = event_data(self.manager, self.source, snapshot, scope=scope or None, **data)
+        self.events.append(
+            Event(
+                id=event_id(self.manager, self.source, snapshot.job_id, kind.value, scope),
+                type=kind,
+                timestamp=self.now,
+                manager=self.manager,
+                source=self.source,
+                job_id=snapshot.job_id,
+                data=body,
+            )
+        )
+
+
+def diff_job(
+    manager: str,
+    source: str,
+    previous: JobEssence | None,
+    current: JobSnapshot | None,
+    now: datetime,
+    *,
+    stuck_after_seconds: float,
+    baseline: bool = False,
+    watermark: datetime | None = None,
+) -> tuple[JobEssence | None, list[Event]]:
+    """Compare one job with its last-seen essence.
+
+    ``current`` is None when the manager answered 404 for a tracked job. Returns the
+    essence to remember (None: nothing to remember) and the events, in order.
+    """
+    out = _Emitter(manager, source, now)
+    if previous is None:
+        if current is None:
+            return None, []
+        if not current.running and _is_history(current, watermark):
+            return None, []
+        if baseline:
+            if not current.running:
+                return None, []
+            return JobEssence(current, first_seen=now, baseline=True), []
+        out.emit(EventType.JOB_STARTED, current, previous_status=None)
+        essence = JobEssence(current, first_seen=now)
+        prior_scopes: dict[str, str] = {}
+        prior_abort = False
+        prior_status: str | None = None
+    else:
+        if previous.terminal is not None:
+            return previous, []
+        if current is None:
+            out.emit(
+                EventType.JOB_VANISHED,
+                previous.snapshot,
+                previous_status=previous.snapshot.status,
+                status=VANISHED,
+            )
+            return replace(previous, terminal=EventType.JOB_VANISHED.value), out.events
+        essence = replace(previous, snapshot=current)
+        prior_scopes = previous.snapshot.scope_map()
+        prior_abort = previous.snapshot.abort
+        prior_status = previous.snapshot.status
+
+    if current.running and current.abort and not prior_abort:
+        out.emit(EventType.JOB_ABORT_REQUESTED, current, previous_status=prior_status)
+    for scope, value in current.detailed_status:
+        if is_scope_failure(value) and not is_scope_failure(prior_scopes.get(scope, "")):
+            out.emit(
+                EventType.JOB_DOMAIN_FAILED,
+                current,
+                scope=scope,
+                scope_status=value,
+                previous_status=prior_status,
+            )
+    if current.running:
+        age = job_age(current, essence.first_seen, now)
+        if not essence.stuck_reported and age > stuck_after_seconds:
+            out.emit(
+                EventType.JOB_STUCK, current, previous_status=prior_status, duration=round(age, 6)
+            )
+            essence = replace(essence, stuck_reported=True)
+    else:
+        kind = terminal_type(current)
+        out.emit(
+            kind,
+            current,
+            previous_status=prior_status,
+            duration=_seconds(current.created_at, current.completed_at or now),
+        )
+        essence = replace(essence, terminal=kind.value)
+    return essence, out.events
+
+
+def _is_history(snapshot: JobSnapshot, watermark: datetime | None) -> bool:
+    return (
+        watermark is not None
+        and snapshot.created_at is not None
+        and snapshot.created_at < watermark
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDiff:
+    """What one successful poll of a source changes."""
+
+    changed: dict[str, JobEssence]  # essences to persist (new or different)
+    events: list[Event]
+    watermark: datetime | None  # newest createdAt seen so far
+
+
+def diff_source(
+    manager: str,
+    source: str,
+    previous: Mapping[str, JobEssence],
+    current: Iterable[JobSnapshot],
+    gone: Iterable[str],
+    now: datetime,
+    *,
+    stuck_after_seconds: float,
+    baseline: bool,
+    watermark: datetime | None,
+) -> SourceDiff:
+    """Diff one whole poll of a source.
+
+    ``previous`` must hold the essence of every tracked running job and of every job in
+    ``current`` that is known; ``gone`` lists tracked jobs that answered 404. Tracked
+    running jobs absent from both are left alone (the poller guarantees they are
+    listed or fetched; an incomplete poll is never diffed).
+    """
+    changed: dict[str, JobEssence] = {}
+    events: list[Event] = []
+    seen: set[str] = set()
+    newest = watermark
+    for snapshot in sorted(current, key=_creation_order):
+        if snapshot.job_id in seen:
+            continue
+        seen.add(snapshot.job_id)
+        old = previous.get(snapshot.job_id)
+        essence, job_events = diff_job(
+            manager,
+            source,
+            old,
+            snapshot,
+            now,
+            stuck_after_seconds=stuck_after_seconds,
+            baseline=baseline,
+            watermark=watermark,
+        )
+        if essence is not None and essence != old:
+            changed[snapshot.job_id] = essence
+        events.extend(job_events)
+        if snapshot.created_at is not None and (newest is None or snapshot.created_at > newest):
+            newest = snapshot.created_at
+    for job_id in gone:
+        old = previous.get(job_id)
+        if old is None or job_id in seen:
+            continue
+        essence, job_events = diff_job(
+            manager, source, old, None, now, stuck_after_seconds=stuck_after_seconds
+        )
+        if essence is not None and essence != old:
+            changed[job_id] = essence
+        events.extend(job_events)
+    if baseline and newest is not None:
+        # remember the finished jobs at the watermark itself: a tie is not history
+        for snapshot in current:
+            if snapshot.created_at == newest and not snapshot.running:
+                changed.setdefault(
+                    snapshot.job_id,
+                    JobEssence(
+                        snapshot,
+                        first_seen=now,
+                        terminal=terminal_type(snapshot).value,
+                        baseline=True,
+                    ),
+                )
+    return SourceDiff(changed=changed, events=events, watermark=newest)
+
+
+def _creation_order(snapshot: JobSnapshot) -> tuple[float, str]:
+    stamp = snapshot.created_at.timestamp() if snapshot.created_at is not None else float("inf")
+    return (stamp, snapshot.job_id)
+
+
+# --- source health ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """Consecutive failed polls of one source, and whether it was announced down."""
+
+    consecutive_failures: int = 0
+    down: bool = False
+    episode: int = 0  # how many times it went down: makes source.* ids stable and unique
+
+
+def diff_health(
+    manager: str,
+    source: str,
+    previous: SourceHealth,
+    *,
+    ok: bool,
+    now: datetime,
+    reason: str | None = None,
+    error: str | None = None,
+) -> tuple[SourceHealth, list[Event]]:
+    """One poll's outcome -> the new health and a ``source.down``/``source.up`` event."""
+    if ok:
+        if not previous.down:
+            return (
+                previous
+                if previous.consecutive_failures == 0
+                else replace(previous, consecutive_failures=0)
+            ), []
+        health = SourceHealth(0, False, previous.episode)
+        return health, [
+            _source_event(
+                EventType.SOURCE_UP,
+                manager,
+                source,
+                health,
+                now,
+                previous.consecutive_failures,
+                None,
+                None,
+            )
+        ]
+    failures = previous.consecutive_failures + 1
+    if previous.down or failures < DOWN_AFTER_FAILURES:
+        return replace(previous, consecutive_failures=failures), []
+    health = SourceHealth(failures, True, previous.episode + 1)
+    return health, [
+        _source_event(EventType.SOURCE_DOWN, manager, source, health, now, failures, reason, error)
+    ]
+
+
+def _source_event(
+    kind: EventType,
+    manager: str,
+    source: str,
+    health: SourceHealth,
+    now: datetime,
+    failures: int,
+    reason: str | None,
+    error: str | None,
+) -> Event:
+    return Event(
+        id=event_id(manager, source, kind.value, str(health.episode)),
+        type=kind,
+        timestamp=now,
+        manager=manager,
+        source=source,
+        data={
+            "manager": manager,
+            "source": source,
+            "consecutive_failures": failures,
+            "reason": reason,
+            "error": None if error is None else truncate(error, 300),
+        },
+    )
