@@ -1,0 +1,300 @@
+"""The HTTP client for one CipherTrust Manager.
+
+One aiohttp session per manager; a token renewed about a minute before it expires
+(refresh grant first, password as fallback) and once more after a 401; per-request
+timeout; retries with backoff and jitter for connection errors, timeouts, 5xx and 429
+(``Retry-After`` honoured), never for other 4xx; at most ``max_concurrency`` requests
+in flight; every answer validated before it is used. Errors are typed (``errors.py``)
+and their messages never hold a token or a password.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import anyio
+
+from monitor.clock import Clock, SystemClock
+from monitor.cm.auth import AUTH_PATH, Credentials, Token, parse_token
+from monitor.cm.errors import (
+    AuthError,
+    CMError,
+    HTTPStatusError,
+    InvalidResponse,
+    NotFound,
+    RequestTimeout,
+    TransportError,
+)
+from monitor.cm.parse import Page, decode_json, error_description, parse_job, parse_page
+from monitor.families import Family
+from monitor.model import JobSnapshot
+from monitor.retry import backoff_delay, parse_retry_after
+
+MAX_PAGES = 100_000  # a list that never ends is a broken manager, not a long history
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    name: str
+    url: str  # the part before /api
+    credentials: Credentials
+    verify_tls: bool = True
+    ca_file: str | None = None
+    timeout_seconds: float = 10.0
+    max_concurrency: int = 4
+    max_response_bytes: int = 16 * 1024 * 1024
+    retries: int = 2  # further attempts after the first, for retryable failures
+    backoff_initial: float = 0.5
+    backoff_cap: float = 10.0
+
+
+class _Unauthorized(Exception):
+    """A 401 on an API call: log in again once, then retry."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
+    if not verify:
+        return False
+    return ssl.create_default_context(cafile=ca_file)
+
+
+class ManagerClient:
+    """Talks to one manager. Use as ``async with ManagerClient(...) as client``."""
+
+    def __init__(
+        self,
+        options: ClientOptions,
+        *,
+        clock: Clock | None = None,
+        on_response: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options
+        self._clock = clock or SystemClock()
+        self._on_response = on_response or (lambda code: None)
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._limit = anyio.Semaphore(options.max_concurrency)
+        self._login_lock = anyio.Lock()
+        self._token: Token | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ManagerClient:
+        connector = aiohttp.TCPConnector(
+            ssl=ssl_context(self.options.verify_tls, self.options.ca_file),
+            limit=self.options.max_concurrency,
+        )
+        self._session = aiohttp.ClientSession(
+            base_url=None,
+            connector=connector,
+            trust_env=False,
+            headers={"Accept": "application/json", "User-Agent": "cckm-monitor"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the API ------------------------------------------------------------------
+
+    async def list_page(
+        self, family: Family, *, skip: int, limit: int, filters: Mapping[str, str] | None = None
+    ) -> Page:
+        params = {"skip": str(skip), "limit": str(limit), **(filters or {})}
+        raw = await self._call("GET", family.path, params=params, what=f"{family.source} list")
+        return parse_page(raw, family, f"{family.source} list")
+
+    async def list_jobs(
+        self,
+        family: Family,
+        *,
+        page_size: int,
+        filters: Mapping[str, str] | None = None,
+        stop: Callable[[Page], bool] | None = None,
+    ) -> list[JobSnapshot]:
+        """Walk pages until a short page, ``total``, or ``stop(page)``; de-duplicate by id."""
+        seen: dict[str, JobSnapshot] = {}
+        skip = 0
+        for _ in range(MAX_PAGES):
+            page = await self.list_page(family, skip=skip, limit=page_size, filters=filters)
+            for job in page.jobs:
+                seen.setdefault(job.job_id, job)
+            if not page.jobs or len(page.jobs) < (page.limit or page_size):
+                break
+            if stop is not None and stop(page):
+                break
+            skip += len(page.jobs)
+            if page.total is not None and skip >= page.total:
+                break
+        else:
+            raise InvalidResponse(f"{family.source} list: more than {MAX_PAGES} pages")
+        return list(seen.values())
+
+    async def get_job(self, family: Family, job_id: str) -> JobSnapshot:
+        """One job; ``NotFound`` when the manager answers 404."""
+        what = f"{family.source} job {job_id}"
+        raw = await self._call("GET", f"{family.path}/{job_id}", what=what)
+        job = parse_job(raw, family, what)
+        if job.job_id != job_id:
+            raise InvalidResponse(f"{what}: the answer is about job {job.job_id}")
+        return job
+
+    async def cancel_job(self, family: Family, job_id: str) -> JobSnapshot:
+        what = f"{family.source} cancel {job_id}"
+        raw = await self._call("POST", f"{family.path}/{job_id}/cancel", what=what)
+        return parse_job(raw, family, what)
+
+    async def login(self) -> None:
+        """Get a token now (``jobs`` and ``cancel`` fail fast on bad credentials)."""
+        await self._fresh_token(force=True)
+
+    # --- plumbing -----------------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        attempt = 0
+        relogged = False
+        while True:
+            attempt += 1
+            try:
+                token = await self._fresh_token(force=False)
+                return await self._send(
+                    method, path, what=what, params=params, body=body, jwt=token.jwt
+                )
+            except _Unauthorized as exc:
+                if relogged:
+                    raise AuthError(
+                        f"{what}: the manager refused a fresh token ({exc.detail})"
+                    ) from None
+                relogged = True
+                attempt -= 1
+                self._token = None
+            except CMError as exc:
+                if not exc.retryable or attempt > self.options.retries:
+                    raise
+                await self._clock.sleep(
+                    backoff_delay(
+                        attempt,
+                        initial=self.options.backoff_initial,
+                        cap=self.options.backoff_cap,
+                        rng=self._rng,
+                        retry_after=exc.retry_after,
+                    )
+                )
+
+    async def _fresh_token(self, *, force: bool) -> Token:
+        async with self._login_lock:
+            token = self._token
+            if token is not None and not force and token.fresh(self._clock.monotonic()):
+                return token
+            previous_refresh = token.refresh_token if token is not None else None
+            failures: list[str] = []
+            for grant in self.options.credentials.grants(previous_refresh):
+                try:
+                    raw = await self._send("POST", AUTH_PATH, what="login", body=grant, jwt=None)
+                except _Unauthorized as exc:
+                    failures.append(f"{grant['grant_type']} grant: {exc.detail}")
+                    continue
+                except HTTPStatusError as exc:
+                    if exc.status is not None and exc.status < 500 and exc.status != 429:
+                        failures.append(f"{grant['grant_type']} grant: {exc.message}")
+                        continue
+                    raise
+                self._token = parse_token(raw, self._clock.monotonic(), previous_refresh)
+                return self._token
+            user = self.options.credentials.username
+            raise AuthError(
+                f"login to {self.options.name} as {user!r} was refused: " + "; ".join(failures)
+            )
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        jwt: str | None,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Any:
+        if self._session is None:
+            raise RuntimeError("ManagerClient used outside 'async with'")
+        headers = {"Authorization": f"Bearer {jwt}"} if jwt else {}
+        url = self.options.url + path
+        async with self._limit:
+            try:
+                with anyio.fail_after(self.options.timeout_seconds):
+                    async with self._session.request(
+                        method, url, params=params, json=body, headers=headers
+                    ) as resp:
+                        payload = await self._read(resp, what)
+                        status = resp.status
+                        content_type = resp.content_type
+                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except TimeoutError:
+                self._on_response("timeout")
+                raise RequestTimeout(
+                    f"{what}: no answer within {self.options.timeout_seconds:g} s"
+                ) from None
+            except aiohttp.ClientConnectorCertificateError as exc:
+                self._on_response("connection")
+                raise TransportError(
+                    f"{what}: TLS certificate of {self.options.url} not "
+                    f"trusted ({exc.certificate_error}); set ca_file"
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                self._on_response("connection")
+                raise TransportError(
+                    f"{what}: connection to {self.options.url} failed ({type(exc).__name__})"
+                ) from None
+        self._on_response(str(status))
+        return self._interpret(status, content_type, payload, retry_after, what)
+
+    async def _read(self, resp: aiohttp.ClientResponse, what: str) -> bytes:
+        cap = self.options.max_response_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise InvalidResponse(f"{what}: the answer is larger than {cap} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > cap:
+                raise InvalidResponse(f"{what}: the answer is larger than {cap} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _interpret(
+        self, status: int, content_type: str, payload: bytes, retry_after: float | None, what: str
+    ) -> Any:
+        if status == 401:
+            raise _Unauthorized(error_description(payload) or "401 Unauthorized")
+        if status >= 400:
+            desc = error_description(payload)
+            if desc is None and "html" in content_type:
+                desc = "an HTML error page"
+            message = f"{what}: the manager answered {status}" + (f": {desc}" if desc else "")
+            cls = NotFound if status == 404 else HTTPStatusError
+            raise cls(message, status=status, retry_after=retry_after, code_desc=desc)
+        if "html" in content_type:
+            raise InvalidResponse(f"{what}: the manager answered an HTML page, not JSON")
+        return decode_json(payload, what)

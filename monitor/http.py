@@ -1,0 +1,129 @@
+"""The daemon's HTTP server: health, readiness and a small read-only JSON API.
+
+Nothing here calls the manager: answers come from memory and the state file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from monitor.codec import essence_summary
+from monitor.store import Store
+
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    manager: str
+    source: str
+    ready: bool
+    down: bool
+    last_success_age: float | None  # seconds since the last good poll
+
+
+StatusProvider = Callable[[], Sequence[SourceStatus]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def build_app(
+    store: Store, status: StatusProvider, *, version: str, extra_routes: Sequence[web.RouteDef] = ()
+) -> web.Application:
+    """The aiohttp application (tests mount it without a socket)."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return _json({"status": "ok", "version": version})
+
+    async def readyz(request: web.Request) -> web.Response:
+        sources = status()
+        ready = bool(sources) and all(s.ready for s in sources)
+        body = {
+            "ready": ready,
+            "sources": [
+                {
+                    "manager": s.manager,
+                    "source": s.source,
+                    "ready": s.ready,
+                    "down": s.down,
+                    "last_success_age_seconds": s.last_success_age,
+                }
+                for s in sources
+            ],
+        }
+        return _json(body, 200 if ready else 503)
+
+    async def jobs(request: web.Request) -> web.Response:
+        limit = _limit(request, default=MAX_LIMIT)
+        if isinstance(limit, web.Response):
+            return limit
+        running_only = request.query.get("running", "").lower() in {"1", "true", "yes"}
+        rows = store.jobs(running_only=running_only, limit=limit)
+        return _json({"jobs": [essence_summary(m, s, e) for m, s, e in rows]})
+
+    async def events(request: web.Request) -> web.Response:
+        limit = _limit(request, default=100)
+        if isinstance(limit, web.Response):
+            return limit
+        return _json({"events": [e.envelope() for e in store.recent_events(limit)]})
+
+    app = web.Application()
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/api/v1/jobs", jobs),
+            web.get("/api/v1/events", events),
+            *extra_routes,
+        ]
+    )
+    return app
+
+
+def _limit(request: web.Request, *, default: int) -> int | web.Response:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    if not 1 <= value <= MAX_LIMIT:
+        return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
+class HttpServer:
+    """Runs the application on ``host:port`` until stopped."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._host = host
+        self._port = port
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self._port
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
