@@ -18,6 +18,7 @@ import anyio
 from monitor import __version__
 from monitor.exits import EXIT_FAILURE, EXIT_USAGE, UsageError
 
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -29,6 +30,14 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", required=True, type=Path, metavar="FILE", help="the YAML configuration file"
     )
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX seconds, got {text!r}") from None
+    return (low, high)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +92,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         metavar="N",
         help="jobs already running at start (default 3)",
+    )
+    sim.add_argument(
+        "--scope-seconds",
+        type=_pair,
+        default=(5.0, 60.0),
+        metavar="MIN,MAX",
+        help="how long one scope of a job takes, at random in this range (default 5,60)",
+    )
+    sim.add_argument(
+        "--failure-probability",
+        type=float,
+        default=0.1,
+        metavar="P",
+        help="probability that one scope fails (default 0.1)",
+    )
+    sim.add_argument(
+        "--cancel-probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="probability that the simulator cancels a job it started itself (default 0)",
     )
     sim.add_argument(
         "--tls", action="store_true", help="serve HTTPS with a generated self-signed certificate"

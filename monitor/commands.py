@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import anyio
 
 from monitor.app import UnsupportedSink, build_sink, client_options, register_secrets, run_daemon
-from monitor.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from monitor.cm.client import ManagerClient
 from monitor.config import ConfigError, ManagerSettings, Settings, load_config
+from monitor.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from monitor.families import FAMILIES
 from monitor.logs import configure_logging
 from monitor.model import (
@@ -69,20 +69,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from monitor.simulator import SimConfig, serve  # noqa: PLC0415
 
-    config = SimConfig(
-        seed=args.seed,
-        history=args.history,
-        latency_ms=args.latency_ms,
-        error_rate=args.error_rate,
-        token_ttl=args.token_ttl,
-        job_rate=args.job_rate,
-        running=args.running,
-    )
-
     def announce(line: str) -> None:
         print(line, flush=True)
 
-    try:
+    try:  # a bad option value or a non-loopback bind without --allow-remote
+        config = SimConfig(
+            seed=args.seed,
+            history=args.history,
+            latency_ms=args.latency_ms,
+            error_rate=args.error_rate,
+            token_ttl=args.token_ttl,
+            job_rate=args.job_rate,
+            running=args.running,
+            scope_seconds=args.scope_seconds,
+            failure_probability=args.failure_probability,
+            cancel_probability=args.cancel_probability,
+        )
         anyio.run(
             lambda: serve(
                 config,

@@ -10,15 +10,20 @@ from __future__ import annotations
 import socket
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from monitor.app import DaemonInfo, run_daemon
 from monitor.config import Settings, parse_config
 from monitor.logs import configure_logging
+from monitor.model import format_timestamp
 from monitor.simulator import SimConfig, running_simulator
 
 DEMO_HTTP_PORT = 9478
+DEMO_STUCK_AFTER = 90
 DEMO_SIM = SimConfig(
     seed=7,
     history=20,
@@ -50,7 +55,7 @@ def demo_settings(sim_url: str, state_dir: Path, http_port: int) -> Settings:
             }
         ],
         "poll": {"interval_seconds": 2, "timeout_seconds": 5, "page_size": 100},
-        "stuck_after_seconds": 90,
+        "stuck_after_seconds": DEMO_STUCK_AFTER,
         "state_path": str(state_dir / "demo-state.db"),
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "sinks": [{"type": "log"}],
@@ -59,11 +64,28 @@ def demo_settings(sim_url: str, state_dir: Path, http_port: int) -> Settings:
     return parse_config(data)
 
 
+async def _script_a_stuck_job(sim_url: str) -> None:
+    """A job that hangs and started long enough ago to be reported stuck soon."""
+    started = datetime.now(UTC) - timedelta(seconds=DEMO_STUCK_AFTER - 20)
+    body = {
+        "source": "aws",
+        "scopes": [{"key": "123456789012/eu-central-1", "after_seconds": None}],
+        "hang": True,
+        "created_at": format_timestamp(started),
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(sim_url + "/sim/v1/jobs", json=body) as resp,
+    ):
+        resp.raise_for_status()
+
+
 async def run_demo() -> None:
     configure_logging("info", "console", sys.stdout)
     http_port = DEMO_HTTP_PORT if _port_free(DEMO_HTTP_PORT) else 0
     with tempfile.TemporaryDirectory(prefix="cckm-demo-") as tmp:
         async with running_simulator(DEMO_SIM) as sim:
+            await _script_a_stuck_job(sim.url)
             settings = demo_settings(sim.url, Path(tmp), http_port)
 
             def banner(info: DaemonInfo) -> None:

@@ -33,12 +33,21 @@ class PollRecorder:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     successes: int = 0
 
-    def poll_succeeded(self, manager: str, source: str, *, seconds: float,
-                       events: Sequence[Event], running: int) -> None:
+    def poll_succeeded(
+        self, manager: str, source: str, *, seconds: float, events: Sequence[Event], running: int
+    ) -> None:
         self.successes += 1
 
-    def poll_failed(self, manager: str, source: str, *, seconds: float, error: CMError,
-                    events: Sequence[Event], consecutive_failures: int) -> None:
+    def poll_failed(
+        self,
+        manager: str,
+        source: str,
+        *,
+        seconds: float,
+        error: CMError,
+        events: Sequence[Event],
+        consecutive_failures: int,
+    ) -> None:
         self.failures.append((source, error.reason))
 
 
@@ -74,13 +83,15 @@ class Pipeline:
             assert resp.status < 300, answer
             return answer
 
-    async def script_job(self, source: str, scopes: list[tuple[str, float | None, str]],
-                         **extra: Any) -> str:
+    async def script_job(
+        self, source: str, scopes: list[tuple[str, float | None, str]], **extra: Any
+    ) -> str:
         """A job whose scopes finish after the given seconds with the given result."""
         body = {
             "source": source,
-            "scopes": [{"key": k, "after_seconds": after, "result": result}
-                       for k, after, result in scopes],
+            "scopes": [
+                {"key": k, "after_seconds": after, "result": result} for k, after, result in scopes
+            ],
             **extra,
         }
         job = await self.control("POST", "/sim/v1/jobs", body)
@@ -101,8 +112,9 @@ def client_options(url: str, **overrides: Any) -> ClientOptions:
     values: dict[str, Any] = {
         "name": "sim",
         "url": url,
-        "credentials": Credentials(username="admin", password="admin", refresh_token=None,
-                                   domain="root"),
+        "credentials": Credentials(
+            username="admin", password="admin", refresh_token=None, domain="root"
+        ),
         "timeout_seconds": 2.0,
         "retries": 2,
         "backoff_initial": 0.01,
@@ -131,21 +143,45 @@ async def pipeline(
     async with AsyncExitStack() as stack:
         if running_sim is None:
             running_sim = await stack.enter_async_context(
-                running_simulator(config, clock=clock.time))
+                running_simulator(config, clock=clock.time)
+            )
         codes: list[str] = []
-        manager = await stack.enter_async_context(ManagerClient(
-            client_options(running_sim.url, **(client or {})), clock=clock,
-            on_response=codes.append))
+        manager = await stack.enter_async_context(
+            ManagerClient(
+                client_options(running_sim.url, **(client or {})),
+                clock=clock,
+                on_response=codes.append,
+            )
+        )
         store = Store.open(tmp_path / state_file)
         stack.callback(store.close)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         recorder = PollRecorder()
-        options = PollOptions(interval_seconds=30, page_size=page_size, strategy=strategy,
-                              stuck_after_seconds=stuck_after_seconds)
+        options = PollOptions(
+            interval_seconds=30,
+            page_size=page_size,
+            strategy=strategy,
+            stuck_after_seconds=stuck_after_seconds,
+        )
         pollers = {
-            s: SourcePoller(manager="sim", family=FAMILIES[s], client=manager, store=store,
-                            options=options, clock=clock, observer=recorder)
+            s: SourcePoller(
+                manager="sim",
+                family=FAMILIES[s],
+                client=manager,
+                store=store,
+                options=options,
+                clock=clock,
+                observer=recorder,
+            )
             for s in sources
         }
-        yield Pipeline(sim=running_sim, clock=clock, store=store, client=manager,
-                       pollers=pollers, http=http, recorder=recorder, codes=codes)
+        yield Pipeline(
+            sim=running_sim,
+            clock=clock,
+            store=store,
+            client=manager,
+            pollers=pollers,
+            http=http,
+            recorder=recorder,
+            codes=codes,
+        )

@@ -61,7 +61,10 @@ async def test_job_that_started_and_ended_between_polls(tmp_path: Path) -> None:
         p.clock.advance(30)
         events = await p.cycle()
         assert [(e.type.value, e.job_id) for e in events] == [
-            ("job.started", job), ("job.domain_failed", job), ("job.failed", job)]
+            ("job.started", job),
+            ("job.domain_failed", job),
+            ("job.failed", job),
+        ]
 
 
 async def test_cancel_abort_requested_then_aborted(tmp_path: Path) -> None:
@@ -95,9 +98,10 @@ async def test_stuck_once(tmp_path: Path) -> None:
 
 async def test_stuck_for_a_job_already_running_at_first_start(tmp_path: Path) -> None:
     async with pipeline(tmp_path, stuck_after_seconds=600) as p:
-        old = (p.clock.now() - timedelta(hours=2))
-        job = await p.script_job("aws", [(AWS_EAST, None, "success")], hang=True,
-                                 created_at=format_timestamp(old))
+        old = p.clock.now() - timedelta(hours=2)
+        job = await p.script_job(
+            "aws", [(AWS_EAST, None, "success")], hang=True, created_at=format_timestamp(old)
+        )
         assert await p.cycle() == []  # baseline is silent, even for an old job
         events = await p.cycle()
         assert [(e.type.value, e.job_id) for e in events] == [("job.stuck", job)]
@@ -154,8 +158,9 @@ async def test_partial_poll_is_discarded_and_nothing_vanishes(tmp_path: Path) ->
         ("status", {"status": 404}, "http_4xx"),
     ],
 )
-async def test_bad_answers_are_counted_by_reason(tmp_path: Path, kind: str,
-                                                 extra: dict[str, Any], reason: str) -> None:
+async def test_bad_answers_are_counted_by_reason(
+    tmp_path: Path, kind: str, extra: dict[str, Any], reason: str
+) -> None:
     async with pipeline(tmp_path, client={"retries": 0}) as p:
         await p.cycle()
         await p.fault(kind, **{"count": 1, "path_prefix": "/api/v1/cckm", **extra})
@@ -200,8 +205,9 @@ async def test_token_expiry_and_revocation_mid_run(tmp_path: Path) -> None:
 async def test_duplicated_ids_across_pages_give_one_event(tmp_path: Path) -> None:
     async with pipeline(tmp_path, page_size=2) as p:
         await p.cycle()
-        jobs = [await p.script_job("aws", [(AWS_EAST, None, "success")], hang=True)
-                for _ in range(5)]
+        jobs = [
+            await p.script_job("aws", [(AWS_EAST, None, "success")], hang=True) for _ in range(5)
+        ]
         await p.fault("duplicate_ids", count=2)
         events = await p.cycle()
         assert sorted(e.job_id or "" for e in events) == sorted(jobs)
@@ -216,7 +222,9 @@ async def test_full_strategy_sees_the_same_transitions(tmp_path: Path) -> None:
         p.clock.advance(3)
         events = await p.cycle()
         assert [(e.type.value, e.job_id) for e in events] == [
-            ("job.domain_failed", job), ("job.failed", job)]
+            ("job.domain_failed", job),
+            ("job.failed", job),
+        ]
         assert await p.cycle() == []  # history is not news, cycle after cycle
 
 
@@ -237,11 +245,15 @@ async def test_restart_emits_exactly_the_missed_transitions(tmp_path: Path) -> N
         async with pipeline(tmp_path, clock=clock, running_sim=sim) as second:
             events = await second.cycle()
             got = sorted((e.job_id or "", e.type.value) for e in events)
-            assert got == sorted([
-                (running, "job.completed"),
-                (quick, "job.started"), (quick, "job.domain_failed"), (quick, "job.failed"),
-                (later, "job.started"),
-            ])
+            assert got == sorted(
+                [
+                    (running, "job.completed"),
+                    (quick, "job.started"),
+                    (quick, "job.domain_failed"),
+                    (quick, "job.failed"),
+                    (later, "job.started"),
+                ]
+            )
             assert not seen_ids & {e.id for e in events}
             assert await second.cycle() == []
 
@@ -249,9 +261,16 @@ async def test_restart_emits_exactly_the_missed_transitions(tmp_path: Path) -> N
 async def test_lively_run_matches_the_ground_truth(tmp_path: Path) -> None:
     """The invariant, against the simulator's own log of what it did."""
     sources = ("aws", "gcp", "dsm")
-    config = SimConfig(sources=sources, history=3, running=3, job_rate=30.0, seed=11,
-                       scope_seconds=(1.0, 20.0), failure_probability=0.3,
-                       cancel_probability=0.2)
+    config = SimConfig(
+        sources=sources,
+        history=3,
+        running=3,
+        job_rate=30.0,
+        seed=11,
+        scope_seconds=(1.0, 20.0),
+        failure_probability=0.3,
+        cancel_probability=0.2,
+    )
     async with pipeline(tmp_path, sources=sources, sim=config, page_size=5) as p:
         await p.cycle()
         baseline = await p.transitions()
@@ -277,12 +296,21 @@ async def test_lively_run_matches_the_ground_truth(tmp_path: Path) -> None:
         terminal = [k for k in kinds if EventType(k) in TERMINAL_EVENTS]
         assert terminal == [kinds[-1]], (job, kinds)
         end = finished[job]
-        expected = ("job.aborted" if end["abort"] else
-                    "job.completed" if end["status"] == "completed" else "job.failed")
+        expected = (
+            "job.aborted"
+            if end["abort"]
+            else "job.completed"
+            if end["status"] == "completed"
+            else "job.failed"
+        )
         assert kinds[-1] == expected, (job, kinds, end)
-        failed_scopes = {t["scope"] for t in truth if t["job_id"] == job
-                         and t["kind"] == "scope_finished"
-                         and not t["status"].endswith("successfully")}
+        failed_scopes = {
+            t["scope"]
+            for t in truth
+            if t["job_id"] == job
+            and t["kind"] == "scope_finished"
+            and not t["status"].endswith("successfully")
+        }
         assert kinds.count("job.domain_failed") == len(failed_scopes), (job, kinds)
     ids = Counter(e.id for e in p.events)
     assert max(ids.values()) == 1
