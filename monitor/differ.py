@@ -228,7 +228,8 @@ def diff_source(
     events: list[Event] = []
     seen: set[str] = set()
     newest = watermark
-    for snapshot in sorted(current, key=_creation_order):
+    listed = sorted(current, key=_creation_order)
+    for snapshot in listed:
         if snapshot.job_id in seen:
             continue
         seen.add(snapshot.job_id)
@@ -258,10 +259,15 @@ def diff_source(
         if essence is not None and essence != old:
             changed[job_id] = essence
         events.extend(job_events)
-    if baseline and newest is not None:
-        # remember the finished jobs at the watermark itself: a tie is not history
-        for snapshot in current:
-            if snapshot.created_at == newest and not snapshot.running:
+    if baseline:
+        # remember the finished jobs the watermark cannot rule out later: those created
+        # at its very instant (a tie is not history) and those with no createdAt at all
+        for snapshot in listed:
+            if (
+                not snapshot.running
+                and snapshot.job_id not in previous
+                and (snapshot.created_at is None or snapshot.created_at == newest)
+            ):
                 changed.setdefault(
                     snapshot.job_id,
                     JobEssence(
