@@ -10,6 +10,7 @@ import signal
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 
@@ -22,18 +23,14 @@ from monitor.families import FAMILIES
 from monitor.http import HttpServer, SourceStatus, build_app
 from monitor.logs import REDACTOR, get_logger
 from monitor.poller import PollOptions, SourcePoller
-from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Sink, Wakeup
-from monitor.sinks.log import LogSink
+from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Wakeup
+from monitor.sinks.registry import build_sink
 from monitor.store import Store
 from monitor.telemetry import Telemetry
 
 DRAIN_SECONDS = 10.0  # how long shutdown waits for sinks to deliver what is queued
 PRUNE_EVERY_SECONDS = 3600.0
 READY_INTERVALS = 3  # /readyz: every source polled successfully within this many intervals
-
-
-class UnsupportedSink(Exception):
-    """A sink type this version cannot deliver to yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +77,6 @@ def client_options(manager: ManagerSettings, settings: Settings) -> ClientOption
         timeout_seconds=settings.poll.timeout_seconds,
         max_concurrency=settings.poll.max_concurrency,
         max_response_bytes=settings.poll.max_response_bytes,
-    )
-
-
-def build_sink(settings: SinkSettings, *, console: bool) -> Sink:
-    if settings.type == "log":
-        return LogSink(settings.name, console=console)
-    raise UnsupportedSink(
-        f"sink {settings.name!r}: type {settings.type!r} is not supported by this version "
-        "of cckm-monitor yet"
     )
 
 
@@ -265,7 +253,7 @@ async def run_daemon(
     handle_signals: bool = True,
     on_ready: Callable[[DaemonInfo], None] | None = None,
 ) -> None:
-    """The daemon: raises StoreError/UnsupportedSink/OSError on start-up failures."""
+    """The daemon: raises StoreError, UnsupportedSink or OSError when it cannot start."""
     clock = clock or SystemClock()
     log = get_logger("cckm_monitor")
     register_secrets(settings)
@@ -277,16 +265,21 @@ async def run_daemon(
                 hint="verify_tls is false: the manager's certificate is not checked",
             )
     store = Store.open(settings.state_path)
+    telemetry = Telemetry(log)
     try:
         async with AsyncExitStack() as stack:
             clients = {
                 m.name: await stack.enter_async_context(
-                    ManagerClient(client_options(m, settings), clock=clock)
+                    ManagerClient(
+                        client_options(m, settings),
+                        clock=clock,
+                        on_response=partial(telemetry.api_response, m.name),
+                    )
                 )
                 for m in settings.managers
             }
             daemon = Daemon(
-                settings, store, clients, clock=clock, console=console, telemetry=Telemetry(log)
+                settings, store, clients, clock=clock, console=console, telemetry=telemetry
             )
             if once:
                 await daemon.run_once()

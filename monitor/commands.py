@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from monitor.app import UnsupportedSink, build_sink, client_options, register_secrets, run_daemon
+from monitor.app import client_options, register_secrets, run_daemon
 from monitor.cm.client import ManagerClient
 from monitor.config import ConfigError, ManagerSettings, Settings, load_config
 from monitor.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
@@ -23,6 +23,7 @@ from monitor.model import (
     format_optional,
     is_scope_failure,
 )
+from monitor.sinks.registry import UnsupportedSink, build_sink
 
 
 def _load(args: argparse.Namespace) -> Settings:

@@ -77,6 +77,24 @@ def build_app(
             return limit
         return _json({"events": [e.envelope() for e in store.recent_events(limit)]})
 
+    async def deadletters(request: web.Request) -> web.Response:
+        sink = request.query.get("sink")
+        return _json(
+            {
+                "deadletters": [
+                    {
+                        "sink": d.sink,
+                        "seq": d.seq,
+                        "reason": d.reason,
+                        "attempts": d.attempts,
+                        "at": d.at,
+                        "event": d.event.envelope(),
+                    }
+                    for d in store.dead_letters(sink)
+                ]
+            }
+        )
+
     app = web.Application()
     app.add_routes(
         [
@@ -84,6 +102,7 @@ def build_app(
             web.get("/readyz", readyz),
             web.get("/api/v1/jobs", jobs),
             web.get("/api/v1/events", events),
+            web.get("/api/v1/deadletters", deadletters),
             *extra_routes,
         ]
     )

@@ -16,7 +16,7 @@ A poll that fails part-way is discarded whole: only complete data is diffed.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +36,13 @@ class PollObserver(Protocol):
     """Where a poll's outcome is reported (logs and metrics), in one place."""
 
     def poll_succeeded(
-        self, manager: str, source: str, *, seconds: float, events: Sequence[Event], running: int
+        self,
+        manager: str,
+        source: str,
+        *,
+        seconds: float,
+        events: Sequence[Event],
+        running: Mapping[str, JobEssence],
     ) -> None: ...
 
     def poll_failed(
@@ -153,7 +159,7 @@ class SourcePoller:
             self.source,
             seconds=self.last_success - started,
             events=events,
-            running=len(self.running),
+            running=self.running,
         )
         if events:
             self._on_commit()

@@ -3,12 +3,12 @@ the metrics sink, counters), so the two cannot drift apart."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monitor.cm.errors import CMError
 from monitor.logs import get_logger
-from monitor.model import Event
+from monitor.model import Event, JobEssence
 from monitor.sinks.base import DeliveryError
 
 
@@ -21,7 +21,13 @@ class Telemetry:
     # --- polling ------------------------------------------------------------------
 
     def poll_succeeded(
-        self, manager: str, source: str, *, seconds: float, events: Sequence[Event], running: int
+        self,
+        manager: str,
+        source: str,
+        *,
+        seconds: float,
+        events: Sequence[Event],
+        running: Mapping[str, JobEssence],
     ) -> None:
         self._log.debug(
             "poll.ok",
@@ -29,7 +35,7 @@ class Telemetry:
             source=source,
             seconds=round(seconds, 3),
             events=len(events),
-            running=running,
+            running=len(running),
         )
 
     def poll_failed(
@@ -73,3 +79,16 @@ class Telemetry:
 
     def queue_depth(self, sink: str, depth: int) -> None:
         pass
+
+    def sink_disabled(self, sink: str, reason: str) -> None:
+        self._log.error(
+            "sink.disabled",
+            sink=sink,
+            error=reason,
+            hint="the receiver says it is gone (410); fix the sink and restart cckm-monitor",
+        )
+
+    # --- the manager's API ----------------------------------------------------------
+
+    def api_response(self, manager: str, code: str) -> None:
+        """One answer (an HTTP status, or timeout/connection) from a manager."""

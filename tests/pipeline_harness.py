@@ -6,7 +6,7 @@ job run for an hour without waiting for it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from monitor.cm.auth import Credentials
 from monitor.cm.client import ClientOptions, ManagerClient
 from monitor.cm.errors import CMError
 from monitor.families import FAMILIES
-from monitor.model import Event
+from monitor.model import Event, JobEssence
 from monitor.poller import PollOptions, SourcePoller
 from monitor.simulator import RunningSimulator, SimConfig, running_simulator
 from monitor.store import Store
@@ -34,7 +34,13 @@ class PollRecorder:
     successes: int = 0
 
     def poll_succeeded(
-        self, manager: str, source: str, *, seconds: float, events: Sequence[Event], running: int
+        self,
+        manager: str,
+        source: str,
+        *,
+        seconds: float,
+        events: Sequence[Event],
+        running: Mapping[str, JobEssence],
     ) -> None:
         self.successes += 1
 

@@ -62,6 +62,7 @@ class Recorder:
         self.failures: list[tuple[str, int, bool]] = []
         self.delivered_ids: list[str] = []
         self.depth = -1
+        self.disabled = ""
 
     def delivered(self, sink: str, event: Event, seconds: float) -> None:
         self.delivered_ids.append(event.id)
@@ -73,6 +74,9 @@ class Recorder:
 
     def queue_depth(self, sink: str, depth: int) -> None:
         self.depth = depth
+
+    def sink_disabled(self, sink: str, reason: str) -> None:
+        self.disabled = reason
 
 
 @pytest.fixture
@@ -210,6 +214,7 @@ async def test_disable_on_gone_stops_further_attempts(store: Store) -> None:
     await run_until_idle(w, clock)
     assert sink.attempts == 1
     assert w.disabled is not None
+    assert rec.disabled == "receiver answered 410"
     assert len(store.dead_letters("hook")) == 3  # kept, for replay after the fix
 
 

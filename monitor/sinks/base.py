@@ -89,6 +89,8 @@ class DeliveryObserver(Protocol):
 
     def queue_depth(self, sink: str, depth: int) -> None: ...
 
+    def sink_disabled(self, sink: str, reason: str) -> None: ...
+
 
 class Wakeup:
     """Wakes the delivery workers when the pollers commit new events.
@@ -214,6 +216,7 @@ class DeliveryWorker:
         self._observer.failed(self.name, event, exc, attempt, give_up)
         if exc.disable:
             self.disabled = f"disabled after: {exc.message}"
+            self._observer.sink_disabled(self.name, exc.message)
         if give_up:
             self._store.dead_letter(
                 self.name,
