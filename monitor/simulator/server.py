@@ -80,7 +80,7 @@ def _check_host(host: str, allow_remote: bool) -> None:
     if not loopback:
         raise ValueError(
             f"refusing to bind the simulator to non-loopback address {host!r} "
-            "(pass allow_remote=True to do it anyway)"
+            "(--allow-remote, or allow_remote=True, allows it)"
         )
 
 
