@@ -112,7 +112,11 @@ async def test_password_is_the_fallback_when_refresh_is_refused(
 
 async def test_a_401_logs_in_again_once(manager: tuple[Manager, str]) -> None:
     state, url = manager
-    unauthorized = (401, {}, b'{"codeDesc": "NCERRUnauthorizedAccess: Token is expired"}')
+    unauthorized: tuple[int, dict[str, str], bytes] = (
+        401,
+        {},
+        b'{"codeDesc": "NCERRUnauthorizedAccess: Token is expired"}',
+    )
     state.answers = [unauthorized]
     async with ManagerClient(client_options(url), clock=FakeClock(autojump=True)) as client:
         job = await client.get_job(AWS, "a")
