@@ -154,7 +154,7 @@ async def pipeline(
         codes: list[str] = []
         manager = await stack.enter_async_context(
             ManagerClient(
-                client_options(running_sim.url, **(client or {})),
+                client_options(**{"url": running_sim.url, **(client or {})}),
                 clock=clock,
                 on_response=codes.append,
             )

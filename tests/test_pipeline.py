@@ -17,6 +17,7 @@ from monitor.families import FAMILIES
 from monitor.model import TERMINAL_EVENTS, EventType, format_timestamp
 from monitor.simulator import SimConfig, running_simulator
 from tests.pipeline_harness import pipeline
+from tests.tcp_proxy import TcpProxy
 
 AWS_EAST = "123456789012/us-east-1"
 AWS_WEST = "123456789012/us-west-2"
@@ -314,3 +315,36 @@ async def test_lively_run_matches_the_ground_truth(tmp_path: Path) -> None:
         assert kinds.count("job.domain_failed") == len(failed_scopes), (job, kinds)
     ids = Counter(e.id for e in p.events)
     assert max(ids.values()) == 1
+
+
+async def test_manager_restart_connection_refused_for_a_minute(tmp_path: Path) -> None:
+    """Refused connections for a minute: source.down, no false transition, then source.up
+    and exactly what changed meanwhile."""
+    clock = FakeClock(autojump=True)
+    config = SimConfig(sources=("aws",), history=3)
+    async with running_simulator(config, clock=clock.time) as sim:
+        proxy = TcpProxy("127.0.0.1", sim.port)
+        await proxy.up()
+        async with pipeline(
+            tmp_path, clock=clock, running_sim=sim, client={"url": proxy.url, "retries": 1}
+        ) as p:
+            await p.cycle()
+            hanging = await p.script_job("aws", [(AWS_EAST, None, "success")], hang=True)
+            ending = await p.script_job("aws", [(AWS_WEST, 40, DENIED)])
+            assert p.types(await p.cycle()) == ["job.started", "job.started"]
+            await proxy.down()
+            outage: list[str] = []
+            for _ in range(4):  # a minute of refused connections, a cycle every 15 s
+                clock.advance(15)
+                outage += p.types(await p.cycle())
+            assert outage == ["source.down"]
+            assert {reason for _, reason in p.recorder.failures} == {"connection"}
+            assert set(p.pollers["aws"].running) == {hanging, ending}
+            await proxy.up()
+            events = await p.cycle()
+            assert [(e.type.value, e.job_id) for e in events] == [
+                ("job.domain_failed", ending),
+                ("job.failed", ending),
+                ("source.up", None),
+            ]
+            await proxy.down()
