@@ -254,3 +254,34 @@ def test_impossible_state_path_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match=r"cannot open state file .*a-file/state\.db"):
         Store.open(blocker / "state.db")
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing_committed(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db")
+    store.register_sinks(["log"])
+    store.commit_poll(
+        "prod",
+        "aws",
+        changed={},
+        events=[event("kept")],
+        watermark=None,
+        health=SourceHealth(),
+        now=T0.timestamp(),
+    )
+    # SQLite's own limit stands in for a full disk: the same error, "disk is full"
+    store._conn.execute("PRAGMA max_page_count = 1")
+    big = [event(f"e{i}") for i in range(2000)]
+    with pytest.raises(StoreError, match=r"cannot write state file .*full"):
+        store.commit_poll(
+            "prod",
+            "aws",
+            changed={"a": essence("a")},
+            events=big,
+            watermark=None,
+            health=SourceHealth(),
+            now=T0.timestamp(),
+        )
+    store._conn.execute("PRAGMA max_page_count = 1073741823")
+    assert [e.event.job_id for e in store.pending("log")] == ["kept"]
+    assert store.load_jobs("prod", "aws", ["a"]) == {}
+    store.close()
