@@ -10,7 +10,6 @@ cancel of a job that is not running or already aborting 409.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +29,10 @@ from monitor.simulator.wire import (
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     UNAUTHORIZED,
+    BadBody,
     dumps,
     error_body,
+    json_object_body,
 )
 
 AUTH_PATH = "/api/v1/auth/tokens"
@@ -118,7 +119,7 @@ async def _answer(
         return 405, error_body(METHOD_NOT_ALLOWED, f"method {request.method} not allowed")
     try:
         if route.kind == "auth":
-            return 200, sim.tokens.login(await _json_body(request))
+            return 200, sim.tokens.login(await json_object_body(request))
         sim.tokens.check(request.headers.get("Authorization"))
         return await _operation(sim, request, route, fault)
     except AuthError as error:
@@ -127,7 +128,7 @@ async def _answer(
     except JobError as error:
         kind = NOT_FOUND if error.status == 404 else INVALID_PARAM
         return error.status, error_body(kind, error.message)
-    except _BadBody as error:
+    except BadBody as error:
         return 400, error_body(BAD_REQUEST, str(error))
     except ValueError as error:
         return 400, error_body(INVALID_PARAM, str(error))
@@ -156,26 +157,9 @@ async def _operation(
         resources = [job.render() for job in page]
         return 200, {"skip": skip, "limit": limit, "total": total, "resources": resources}
     if route.kind == "start":
-        return 201, state.start(source, await _json_body(request)).render()
+        return 201, state.start(source, await json_object_body(request)).render()
     assert route.job_id is not None
     if route.kind == "cancel":
         return 200, state.cancel(source, route.job_id).render()
     state.advance()
     return 200, state.get(source, route.job_id).render()
-
-
-class _BadBody(ValueError):
-    pass
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise _BadBody("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise _BadBody("request body must be a JSON object")
-    return body

@@ -11,29 +11,19 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from monitor.simulator.context import SIMULATOR
 from monitor.simulator.state import JobError
-from monitor.simulator.wire import BAD_REQUEST, NOT_FOUND, error_response, json_response
+from monitor.simulator.wire import (
+    BAD_REQUEST,
+    NOT_FOUND,
+    error_response,
+    json_object_body,
+    json_response,
+)
 
 PREFIX = "/sim/v1"
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ValueError("request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("request body must be a JSON object")
-    return body
 
 
 def _bad(error: Exception) -> web.Response:
@@ -43,7 +33,7 @@ def _bad(error: Exception) -> web.Response:
 async def add_fault(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     try:
-        fault = sim.faults.add(await _body(request))
+        fault = sim.faults.add(await json_object_body(request))
     except ValueError as error:
         return _bad(error)
     return json_response(201, fault.as_dict())
@@ -66,7 +56,7 @@ async def revoke_tokens(request: web.Request) -> web.Response:
 async def create_job(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     try:
-        job = sim.state.scripted(await _body(request))
+        job = sim.state.scripted(await json_object_body(request))
     except (JobError, ValueError) as error:  # an unknown source is a bad body here
         return _bad(error)
     return json_response(201, job.render())
@@ -90,7 +80,7 @@ async def get_config(request: web.Request) -> web.Response:
 async def patch_config(request: web.Request) -> web.Response:
     sim = request.app[SIMULATOR]
     try:
-        settings = sim.state.update_settings(await _body(request))
+        settings = sim.state.update_settings(await json_object_body(request))
     except ValueError as error:
         return _bad(error)
     return json_response(200, settings)

@@ -78,3 +78,21 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs}s"
     return f"{secs}s"
+
+
+class BadBody(ValueError):
+    """A request body that is not a JSON object."""
+
+
+async def json_object_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); BadBody otherwise."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise BadBody("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadBody("request body must be a JSON object")
+    return body
