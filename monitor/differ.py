@@ -153,6 +153,11 @@ def diff_job(
                 status=VANISHED,
             )
             return replace(previous, terminal=EventType.JOB_VANISHED.value), out.events
+        if current == previous.snapshot and (
+            previous.stuck_reported
+            or job_age(current, previous.first_seen, now) <= stuck_after_seconds
+        ):
+            return previous, []  # the common case: nothing moved, nothing is due
         essence = replace(previous, snapshot=current)
         prior_scopes = previous.snapshot.scope_map()
         prior_abort = previous.snapshot.abort
