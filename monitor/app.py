@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import anyio
+from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.clock import Clock, SystemClock
@@ -22,6 +23,7 @@ from monitor.config import ManagerSettings, Settings, SinkSettings
 from monitor.families import FAMILIES
 from monitor.http import HttpServer, SourceStatus, build_app
 from monitor.logs import REDACTOR, get_logger
+from monitor.metrics import Metrics
 from monitor.poller import PollOptions, SourcePoller
 from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Wakeup
 from monitor.sinks.registry import build_sink
@@ -265,7 +267,9 @@ async def run_daemon(
                 hint="verify_tls is false: the manager's certificate is not checked",
             )
     store = Store.open(settings.state_path)
-    telemetry = Telemetry(log)
+    registry = CollectorRegistry()  # never the global one: one daemon, one registry
+    metrics = Metrics.from_settings(registry, settings, [s.name for s in settings.sinks])
+    telemetry = Telemetry(log, metrics, clock=clock)
     try:
         async with AsyncExitStack() as stack:
             clients = {
@@ -281,11 +285,13 @@ async def run_daemon(
             daemon = Daemon(
                 settings, store, clients, clock=clock, console=console, telemetry=telemetry
             )
+            for poller in daemon.pollers:  # jobs running at the last stop, until the first poll
+                telemetry.running_jobs(poller.manager, poller.source, poller.running)
             if once:
                 await daemon.run_once()
                 return
             http = HttpServer(
-                build_app(store, daemon.statuses, version=__version__),
+                build_app(store, daemon.statuses, version=__version__, registry=registry),
                 settings.http.host,
                 settings.http.port,
             )

@@ -1,24 +1,51 @@
-"""Where pollers and delivery workers report what happened: one place for logs (and, with
-the metrics sink, counters), so the two cannot drift apart."""
+"""Where pollers, delivery workers and manager clients report what happened.
+
+One place for log lines and Prometheus metrics, so the two cannot drift apart: every
+metric of ``monitor.metrics`` is updated here and nowhere else. Without ``metrics``
+(unit tests, ``--once`` runs that serve nothing) only the logs are written.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from monitor.cm.errors import CMError
+from monitor.clock import Clock, SystemClock
+from monitor.cm.errors import REASONS, CMError
 from monitor.logs import get_logger
-from monitor.model import Event, JobEssence
-from monitor.sinks.base import DeliveryError
+from monitor.metrics import Metrics, bounded_code, bounded_reason
+from monitor.model import TERMINAL_EVENTS, Event, JobEssence
+from monitor.sinks.base import DEAD_LETTER, FAILURE_REASONS, DeliveryError
+
+
+def start_times(running: Mapping[str, JobEssence]) -> dict[str, float]:
+    """Job id -> start time in Unix seconds: the manager's createdAt, else first seen."""
+    return {
+        job_id: (essence.snapshot.created_at or essence.first_seen).timestamp()
+        for job_id, essence in running.items()
+    }
 
 
 class Telemetry:
-    """Implements both PollObserver and DeliveryObserver."""
+    """Implements PollObserver and DeliveryObserver, and counts the manager's answers.
 
-    def __init__(self, log: Any = None) -> None:
+    ``clock`` gives the wall time of successful polls and of deliveries (the latency is
+    measured from the event's timestamp, which the same clock stamped).
+    """
+
+    def __init__(
+        self, log: Any = None, metrics: Metrics | None = None, *, clock: Clock | None = None
+    ) -> None:
         self._log = log or get_logger("cckm_monitor")
+        self._metrics = metrics
+        self._clock = clock or SystemClock()
 
     # --- polling ------------------------------------------------------------------
+
+    def running_jobs(self, manager: str, source: str, running: Mapping[str, JobEssence]) -> None:
+        """The running jobs of one source, as loaded from the state file at start."""
+        if self._metrics is not None:
+            self._metrics.set_running(manager, source, start_times(running))
 
     def poll_succeeded(
         self,
@@ -37,6 +64,15 @@ class Telemetry:
             events=len(events),
             running=len(running),
         )
+        m = self._metrics
+        if m is None:
+            return
+        m.polls.labels(manager, source).inc()
+        m.poll_duration.labels(manager, source).observe(seconds)
+        m.last_success.labels(manager, source).set(self._clock.now().timestamp())
+        m.source_up.labels(manager, source).set(1)
+        self._count_events(m, manager, source, events)
+        m.set_running(manager, source, start_times(running))
 
     def poll_failed(
         self,
@@ -56,11 +92,37 @@ class Telemetry:
             error=error.message,
             consecutive_failures=consecutive_failures,
         )
+        m = self._metrics
+        if m is None:
+            return
+        m.polls.labels(manager, source).inc()
+        m.poll_errors.labels(manager, source, bounded_reason(error.reason, REASONS)).inc()
+        m.poll_duration.labels(manager, source).observe(seconds)
+        m.source_up.labels(manager, source).set(0)
+        self._count_events(m, manager, source, events)
+        # a failed poll learns nothing about jobs: the running gauges keep their values
+
+    @staticmethod
+    def _count_events(m: Metrics, manager: str, source: str, events: Sequence[Event]) -> None:
+        for event in events:
+            m.job_events.labels(manager, source, event.type.value).inc()
+            if event.type in TERMINAL_EVENTS:
+                duration = event.data.get("duration_seconds")
+                if isinstance(duration, int | float):
+                    outcome = event.type.value.removeprefix("job.")
+                    m.job_duration.labels(manager, source, outcome).observe(duration)
 
     # --- delivery -----------------------------------------------------------------
 
     def delivered(self, sink: str, event: Event, seconds: float) -> None:
-        pass
+        m = self._metrics
+        if m is None:
+            return
+        m.notifications.labels(sink, event.type.value).inc()
+        # from detection to delivery: outbox wait and retries included, which is what an
+        # alert on late notifications needs (``seconds`` is only the last request's time)
+        latency = (self._clock.now() - event.timestamp).total_seconds()
+        m.notification_latency.labels(sink).observe(max(latency, 0.0))
 
     def failed(
         self, sink: str, event: Event, error: DeliveryError, attempt: int, final: bool
@@ -76,9 +138,17 @@ class Telemetry:
             attempt=attempt,
             gave_up=final,
         )
+        m = self._metrics
+        if m is None:
+            return
+        failures = m.notification_failures
+        failures.labels(sink, bounded_reason(error.reason, FAILURE_REASONS)).inc()
+        if final:
+            failures.labels(sink, DEAD_LETTER).inc()
 
     def queue_depth(self, sink: str, depth: int) -> None:
-        pass
+        if self._metrics is not None:
+            self._metrics.queue_depth.labels(sink).set(depth)
 
     def sink_disabled(self, sink: str, reason: str) -> None:
         self._log.error(
@@ -87,8 +157,12 @@ class Telemetry:
             error=reason,
             hint="the receiver says it is gone (410); fix the sink and restart cckm-monitor",
         )
+        if self._metrics is not None:
+            self._metrics.sink_disabled.labels(sink).set(1)
 
     # --- the manager's API ----------------------------------------------------------
 
     def api_response(self, manager: str, code: str) -> None:
         """One answer (an HTTP status, or timeout/connection) from a manager."""
+        if self._metrics is not None:
+            self._metrics.api_requests.labels(manager, bounded_code(code)).inc()

@@ -76,7 +76,7 @@ def test_secrets_are_redacted_from_every_line() -> None:
     log = get_logger()
     log.warning(
         "poll.failed",
-        error="login as admin with s3cret-Passw0rd refused",
+        error="login as ops-user with s3cret-Passw0rd refused",
         nested={"url": "https://hooks.slack.com/services/T000/B000/XXXX"},
         password="anything",
         items=["s3cret-Passw0rd"],
@@ -86,4 +86,4 @@ def test_secrets_are_redacted_from_every_line() -> None:
     assert "B000/XXXX" not in text
     line = json.loads(text)
     assert line["password"] == "***"
-    assert line["error"] == "login as admin with *** refused"
+    assert line["error"] == "login as ops-user with *** refused"

@@ -1,0 +1,266 @@
+"""Every Prometheus metric of the daemon, built once on an injected ``CollectorRegistry``.
+
+The names and labels are a public contract (docs/metrics.md, contract.md): dashboards and
+alert rules query them. Label values are bounded: manager and source names come from the
+configuration, events from ``EventType``, reasons from fixed tuples, and the only job id
+label is on ``cckm_job_start_timestamp_seconds``, which holds running jobs only.
+
+Series are pre-created at 0 for every configured manager x source (x event, x reason) and
+every sink, so ``rate()`` and ``increase()`` see the first increment and dashboards show
+every source before anything happens (celery-exporter's lesson).
+
+Nothing here does I/O, and nothing is computed at scrape time: ``Telemetry`` updates these
+objects where things happen, and rendering ``/metrics`` only reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from monitor import __version__
+from monitor.cm.errors import REASONS
+from monitor.config import Settings
+from monitor.model import TERMINAL_EVENTS, EventType
+from monitor.sinks.base import FAILURE_REASONS
+
+# A job runs from seconds (one region, one key) to many hours (thousands of keys).
+JOB_DURATION_BUCKETS = (
+    1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, float("inf")
+)  # fmt: skip
+# One poll cycle: a few requests, each bounded by poll.timeout_seconds (plus retries).
+POLL_DURATION_BUCKETS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, float("inf")
+)  # fmt: skip
+# Event timestamp to delivery: a second when healthy, up to a day (max_age) when retrying.
+LATENCY_BUCKETS = (
+    0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, float("inf")
+)  # fmt: skip
+
+OUTCOMES = tuple(sorted(t.value.removeprefix("job.") for t in TERMINAL_EVENTS))
+OTHER = "other"  # the one label value for a reason or code outside the fixed sets
+API_CODES = ("timeout", "connection")  # besides HTTP statuses: no answer at all
+
+_POLLED = "Values come from polling the manager's job API every poll.interval_seconds."
+
+
+def _help(text: str) -> str:
+    return f"{text} {_POLLED}"
+
+
+def bounded_reason(reason: str, allowed: Iterable[str]) -> str:
+    """``reason`` if it is one of ``allowed``, else ``other``: label values stay bounded."""
+    return reason if reason in allowed else OTHER
+
+
+def bounded_code(code: str) -> str:
+    """An HTTP status (100-599), ``timeout`` or ``connection``; anything else ``other``."""
+    if code in API_CODES:
+        return code
+    if len(code) == 3 and code.isdigit() and 100 <= int(code) <= 599:
+        return code
+    return OTHER
+
+
+class Metrics:
+    """The daemon's metric objects, with their series pre-created.
+
+    ``managers_sources``: every configured (manager, source) pair; ``sinks``: every sink
+    name. ``poll_interval_seconds`` and ``stuck_after_seconds`` are exported as gauges so
+    that the alert rules follow the configuration instead of repeating it.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        managers_sources: Iterable[tuple[str, str]],
+        sinks: Iterable[str],
+        *,
+        version: str = __version__,
+        poll_interval_seconds: float = 30.0,
+        stuck_after_seconds: float = 3600.0,
+    ) -> None:
+        # Process-wide switch of prometheus_client: without it every counter and histogram
+        # gets a second series family, ``*_created``, which Prometheus 2.x stores as gauges.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry
+        self.pairs = tuple(dict.fromkeys(managers_sources))
+        self.sinks = tuple(dict.fromkeys(sinks))
+        ms = ("manager", "source")
+        r = registry
+
+        self.job_events = Counter(
+            "cckm_job_events",
+            _help("Job and source events detected, by event type."),
+            [*ms, "event"],
+            registry=r,
+        )
+        self.jobs_running = Gauge(
+            "cckm_jobs_running", _help("Jobs running at the last successful poll."), ms, registry=r
+        )
+        self.job_start = Gauge(
+            "cckm_job_start_timestamp_seconds",
+            _help(
+                "Start time (the manager's createdAt, else when first seen) of each running "
+                "job, in Unix seconds; the series disappears when the job ends."
+            ),
+            [*ms, "job_id"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "cckm_job_duration_seconds",
+            _help("Duration of finished jobs (createdAt to completion), by outcome."),
+            [*ms, "outcome"],
+            buckets=JOB_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.polls = Counter(
+            "cckm_polls", _help("Poll cycles attempted, failed or not."), ms, registry=r
+        )
+        self.poll_errors = Counter(
+            "cckm_poll_errors",
+            _help("Poll cycles that failed, by reason."),
+            [*ms, "reason"],
+            registry=r,
+        )
+        self.poll_duration = Histogram(
+            "cckm_poll_duration_seconds",
+            _help("Wall time of one poll cycle, failed ones included."),
+            ms,
+            buckets=POLL_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "cckm_last_successful_poll_timestamp_seconds",
+            _help("When the last successful poll ended, in Unix seconds; absent until one has."),
+            ms,
+            registry=r,
+        )
+        self.source_up = Gauge(
+            "cckm_source_up",
+            _help("1 if the last poll of the source succeeded, 0 if it failed or none has yet."),
+            ms,
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "cckm_api_requests",
+            _help("Answers from the manager's API by HTTP status, or timeout/connection."),
+            ["manager", "code"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "cckm_notifications",
+            "Events delivered to a sink, by event type.",
+            ["sink", "event"],
+            registry=r,
+        )
+        self.notification_failures = Counter(
+            "cckm_notification_failures",
+            "Failed delivery attempts by reason; dead_letter counts events given up on.",
+            ["sink", "reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "cckm_notification_queue_depth",
+            "Events waiting for delivery to a sink, as last counted by its delivery worker.",
+            ["sink"],
+            registry=r,
+        )
+        self.notification_latency = Histogram(
+            "cckm_notification_latency_seconds",
+            "Time from an event's detection (its timestamp) to its delivery to a sink.",
+            ["sink"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sink_disabled = Gauge(
+            "cckm_sink_disabled",
+            "1 when a sink was disabled (the receiver answered 410 Gone) until restart.",
+            ["sink"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "cckm_build_info",
+            "Always 1; the version label says which build runs.",
+            ["version"],
+            registry=r,
+        )
+        self.poll_interval = Gauge(
+            "cckm_poll_interval_seconds",
+            "The configured poll.interval_seconds (the alert rules read it).",
+            registry=r,
+        )
+        self.stuck_after = Gauge(
+            "cckm_stuck_after_seconds",
+            "The configured stuck_after_seconds (the alert rules read it).",
+            registry=r,
+        )
+        # job ids with a start-time series, per (manager, source): the ones to remove later
+        self._started: dict[tuple[str, str], dict[str, float]] = {}
+
+        self.build_info.labels(version=version).set(1)
+        self.poll_interval.set(poll_interval_seconds)
+        self.stuck_after.set(stuck_after_seconds)
+        for pair in self.pairs:
+            self._precreate_source(*pair)
+        for sink in self.sinks:
+            self._precreate_sink(sink)
+
+    @classmethod
+    def from_settings(
+        cls, registry: CollectorRegistry, settings: Settings, sinks: Iterable[str]
+    ) -> Metrics:
+        """Metrics for every manager x source of ``settings`` and the given sink names."""
+        return cls(
+            registry,
+            ((m.name, s) for m in settings.managers for s in m.sources),
+            sinks,
+            poll_interval_seconds=settings.poll.interval_seconds,
+            stuck_after_seconds=settings.stuck_after_seconds,
+        )
+
+    def _precreate_source(self, manager: str, source: str) -> None:
+        for event in EventType:
+            self.job_events.labels(manager, source, event.value)
+        for outcome in OUTCOMES:
+            self.job_duration.labels(manager, source, outcome)
+        for reason in REASONS:
+            self.poll_errors.labels(manager, source, reason)
+        self.jobs_running.labels(manager, source).set(0)
+        self.polls.labels(manager, source)
+        self.poll_duration.labels(manager, source)
+        self.source_up.labels(manager, source).set(0)
+        self.api_requests.labels(manager, "200")
+        self._started.setdefault((manager, source), {})
+
+    def _precreate_sink(self, sink: str) -> None:
+        for event in EventType:
+            self.notifications.labels(sink, event.value)
+        for reason in FAILURE_REASONS:
+            self.notification_failures.labels(sink, reason)
+        self.queue_depth.labels(sink).set(0)
+        self.notification_latency.labels(sink)
+        self.sink_disabled.labels(sink).set(0)
+
+    def set_running(self, manager: str, source: str, started: Mapping[str, float]) -> None:
+        """The running jobs of one source now: job id -> start time (Unix seconds).
+
+        Sets ``cckm_jobs_running`` and one start-time series per job; removes the series
+        of jobs no longer running, so the job id label stays bounded by running jobs.
+        """
+        self.jobs_running.labels(manager, source).set(len(started))
+        known = self._started.setdefault((manager, source), {})
+        for job_id in [j for j in known if j not in started]:
+            self.job_start.remove(manager, source, job_id)
+            del known[job_id]
+        for job_id, at in started.items():
+            if known.get(job_id) != at:
+                self.job_start.labels(manager, source, job_id).set(at)
+                known[job_id] = at
