@@ -291,7 +291,17 @@ async def run_daemon(
                 await daemon.run_once()
                 return
             http = HttpServer(
-                build_app(store, daemon.statuses, version=__version__, registry=registry),
+                build_app(
+                    store,
+                    daemon.statuses,
+                    version=__version__,
+                    registry=registry,
+                    auth_token=(
+                        settings.http.auth_token.get_secret_value()
+                        if settings.http.auth_token
+                        else None
+                    ),
+                ),
                 settings.http.host,
                 settings.http.port,
             )

@@ -6,6 +6,7 @@ Nothing here calls the manager: answers come from memory and the state file, and
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,26 @@ def _error(status: int, message: str) -> web.Response:
     return _json({"error": message}, status)
 
 
+PROTECTED_PREFIXES = ("/metrics", "/api/")
+
+
+def bearer_auth(token: str) -> Any:
+    """Middleware: the protected paths need the bearer token (compared in constant time)."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
+        if request.path.startswith(PROTECTED_PREFIXES):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                response = _error(401, "a valid bearer token is required")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="cckm-monitor"'
+                return response
+        return await handler(request)
+
+    return check
+
+
 def metrics_handler(
     registry: CollectorRegistry,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -65,11 +86,14 @@ def build_app(
     *,
     version: str,
     registry: CollectorRegistry | None = None,
+    auth_token: str | None = None,
     extra_routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """The aiohttp application (tests mount it without a socket).
 
     ``registry``: served at ``/metrics``; without one there is no such route.
+    ``auth_token``: ``/metrics`` and ``/api/v1/*`` then need ``Authorization: Bearer`` with
+    it; ``/healthz`` and ``/readyz`` stay open for probes.
     """
 
     async def healthz(request: web.Request) -> web.Response:
@@ -125,7 +149,7 @@ def build_app(
             }
         )
 
-    app = web.Application()
+    app = web.Application(middlewares=[bearer_auth(auth_token)] if auth_token else [])
     app.add_routes(
         [
             web.get("/healthz", healthz),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from monitor.differ import SourceHealth
 from monitor.http import SourceStatus, build_app
@@ -109,3 +110,20 @@ async def test_deadletters(client: TestClient, store: Store) -> None:  # type: i
     assert [
         (d["sink"], d["reason"], d["event"]["data"]["job_id"]) for d in body["deadletters"]
     ] == [("hook", "receiver answered 404", "job-0")]
+
+
+async def test_bearer_token_protects_metrics_and_api_not_probes(store: Store) -> None:
+    app = build_app(
+        store, lambda: [], version="1", registry=CollectorRegistry(), auth_token="t0ken-abc"
+    )
+    async with TestClient(TestServer(app)) as c:
+        for path in ("/metrics", "/api/v1/jobs", "/api/v1/events", "/api/v1/deadletters"):
+            resp = await c.get(path)
+            assert resp.status == 401, path
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            wrong = await c.get(path, headers={"Authorization": "Bearer nope"})
+            assert wrong.status == 401
+            ok = await c.get(path, headers={"Authorization": "Bearer t0ken-abc"})
+            assert ok.status == 200, path
+        assert (await c.get("/healthz")).status == 200
+        assert (await c.get("/readyz")).status == 503  # open, and honest: nothing polled
