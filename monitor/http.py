@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from monitor.codec import essence_summary
+from monitor.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
+from monitor.exposition import render_text
 from monitor.store import Store
 
 MAX_LIMIT = 1000
@@ -69,9 +71,11 @@ def metrics_handler(
 
     async def metrics(request: web.Request) -> web.Response:
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        if content_type == TEXT_CONTENT_TYPE:
+            encode = render_text  # the same text, faster (exposition.py)
         # Rendering only reads values kept in memory (no I/O, no call to the manager), but
-        # takes ~50 ms for 42 sources and 1000 running jobs: a thread keeps the pollers'
-        # timers on time. prometheus_client's metrics are thread-safe.
+        # takes tens of ms for 42 sources and 1000 running jobs: a thread keeps the
+        # pollers' timers on time. prometheus_client's metrics are thread-safe.
         body = await anyio.to_thread.run_sync(encode, registry)
         response = web.Response(body=body, headers={"Content-Type": content_type})
         response.enable_compression()  # only when the scraper accepts gzip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor.metrics import Metrics
+from monitor.model import Event, EventType, event_id
 from monitor.telemetry import Telemetry
 from tests.factories import essence, snap
 
@@ -69,7 +71,17 @@ def exported() -> dict[str, set[str]]:
     """Every metric name a scraper can see (histogram parts included) -> its labels."""
     registry = CollectorRegistry()
     telemetry = Telemetry(None, Metrics(registry, [("m", "s")], ["k"]))
-    telemetry.poll_succeeded("m", "s", seconds=0.1, events=[], running={"j": essence(snap())})
+    # a running job and an ended one: the series that wait for them exist too
+    ended = Event(
+        event_id("e"),
+        EventType.JOB_COMPLETED,
+        snap().created_at or datetime.now(UTC),
+        "m",
+        "s",
+        "e",
+        {"duration_seconds": 10.0},
+    )
+    telemetry.poll_succeeded("m", "s", seconds=0.1, events=[ended], running={"j": essence(snap())})
     out: dict[str, set[str]] = {}
     for family in registry.collect():
         for sample in family.samples:
