@@ -155,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(test)
     test.add_argument("--sink", metavar="NAME", help="only this sink")
+
+    deliveries = sub.add_parser(
+        "deliveries", help="what waits for each sink; --failed lists the dead letters"
+    )
+    _add_config(deliveries)
+    deliveries.add_argument(
+        "--failed", action="store_true", help="list the deliveries that were given up on"
+    )
+    deliveries.add_argument("--sink", metavar="NAME", help="only this sink")
+
+    replay = sub.add_parser(
+        "replay", help="queue a sink's failed deliveries again (the daemon may be running)"
+    )
+    _add_config(replay)
+    replay.add_argument("--sink", required=True, metavar="NAME", help="the sink to replay")
     return parser
 
 
@@ -169,6 +184,8 @@ def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
         "jobs": commands.cmd_jobs,
         "cancel": commands.cmd_cancel,
         "test-notification": commands.cmd_test_notification,
+        "deliveries": commands.cmd_deliveries,
+        "replay": commands.cmd_replay,
     }
 
 

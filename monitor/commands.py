@@ -11,7 +11,7 @@ import anyio
 
 from monitor.app import client_options, register_secrets, run_daemon
 from monitor.cm.client import ManagerClient
-from monitor.config import ConfigError, ManagerSettings, Settings, load_config
+from monitor.config import ConfigError, ManagerSettings, Settings, SinkSettings, load_config
 from monitor.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from monitor.families import FAMILIES
 from monitor.logs import configure_logging
@@ -21,9 +21,12 @@ from monitor.model import (
     JobSnapshot,
     event_id,
     format_optional,
+    format_timestamp,
     is_scope_failure,
 )
+from monitor.sinks.base import DeliveryError
 from monitor.sinks.registry import UnsupportedSink, build_sink
+from monitor.store import Store
 
 
 def _load(args: argparse.Namespace) -> Settings:
@@ -231,26 +234,110 @@ def synthetic_event(now: datetime | None = None) -> Event:
     )
 
 
+def _chosen_sinks(settings: Settings, name: str | None) -> list[SinkSettings]:
+    chosen: list[SinkSettings] = [s for s in settings.sinks if name is None or s.name == name]
+    if not chosen:
+        have = ", ".join(s.name for s in settings.sinks) or "none"
+        raise UsageError(f"no sink named {name!r} in the configuration (have: {have})")
+    return chosen
+
+
 def cmd_test_notification(args: argparse.Namespace) -> int:
     settings = _load(args)
     console = configure_logging(settings.log.level, settings.log.format)
     register_secrets(settings)
-    chosen = [s for s in settings.sinks if args.sink is None or s.name == args.sink]
-    if not chosen:
-        raise UsageError(f"no sink named {args.sink!r} in the configuration")
+    chosen = _chosen_sinks(settings, args.sink)
     event = synthetic_event()
 
     async def send_all() -> int:
         failures = 0
         for sink_settings in chosen:
+            where = f"{sink_settings.name} ({sink_settings.type}, {sink_settings.display_url})"
             try:
                 sink = build_sink(sink_settings, console=console)
-                await sink.send(event)
-            except Exception as exc:
+            except UnsupportedSink as exc:
                 failures += 1
-                print(f"{sink_settings.name}: failed: {exc}", file=sys.stderr)
+                print(f"{where}: {exc}", file=sys.stderr)
+                continue
+            try:
+                await sink.send([event])
+            except DeliveryError as exc:
+                failures += 1
+                kind = "retryable" if exc.retryable else "permanent"
+                print(f"{where}: failed ({exc.reason}, {kind}): {exc.message}", file=sys.stderr)
             else:
-                print(f"{sink_settings.name}: sent test event {event.id}", file=sys.stderr)
+                print(f"{where}: sent test event {event.id}", file=sys.stderr)
+            finally:
+                await sink.close()
         return failures
 
     return EXIT_FAILURE if anyio.run(send_all) else EXIT_OK
+
+
+def _open_state(settings: Settings) -> Store | None:
+    """The state file if it exists: these commands never create one."""
+    if not settings.state_path.exists():
+        return None
+    return Store.open(settings.state_path)
+
+
+def _when(at: float) -> str:
+    return format_timestamp(datetime.fromtimestamp(at, UTC))
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    """Per sink, what waits; with --failed, every dead letter as a table."""
+    settings = _load(args)
+    names = [s.name for s in _chosen_sinks(settings, args.sink)]
+    store = _open_state(settings)
+    if store is None:
+        print(f"no state file at {settings.state_path} yet: nothing was delivered or failed")
+        return EXIT_OK
+    try:
+        if args.failed:
+            letters = [d for name in names for d in store.dead_letters(name)]
+            rows = [
+                [
+                    d.sink,
+                    str(d.seq),
+                    d.event.type.value,
+                    d.event.manager,
+                    d.event.source,
+                    d.event.job_id or "",
+                    str(d.attempts),
+                    _when(d.at),
+                    d.reason,
+                ]
+                for d in sorted(letters, key=lambda d: (d.sink, d.seq))
+            ]
+            header = ["SINK", "SEQ", "EVENT", "MANAGER", "SOURCE", "JOB ID", "ATTEMPTS"]
+            header += ["FAILED AT", "REASON"]
+            print(format_table(rows, header) if rows else "no failed deliveries")
+            return EXIT_OK
+        rows = [
+            [name, str(store.queue_depth(name)), str(len(store.dead_letters(name)))]
+            for name in names
+        ]
+        print(format_table(rows, ["SINK", "QUEUED", "FAILED"]))
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Put one sink's dead letters back into its queue, ahead of newer events."""
+    settings = _load(args)
+    (sink,) = _chosen_sinks(settings, args.sink)
+    store = _open_state(settings)
+    if store is None:
+        print(f"no state file at {settings.state_path} yet: nothing to replay")
+        return EXIT_OK
+    try:
+        moved = store.replay(sink.name)
+    finally:
+        store.close()
+    print(
+        f"{sink.name}: {moved} failed deliver{'y' if moved == 1 else 'ies'} queued again; "
+        "a running daemon sends them within seconds, otherwise the next start does"
+    )
+    return EXIT_OK

@@ -5,8 +5,11 @@ crash can never record a transition without its event or an event without the st
 that produced it. Event ids are unique: a transition recomputed after a restart is
 ignored by ``INSERT OR IGNORE`` rather than queued twice.
 
-Delivery marks are one cursor per sink (the outbox is delivered in order) plus a
-dead-letter table for events a sink gave up on.
+Delivery marks are one cursor per sink (the outbox is delivered in order), a dead-letter
+table for events a sink gave up on, and a ``redeliver`` table: dead letters that
+``cckm-monitor replay`` put back. A sink's queue is its redeliver rows (oldest first),
+then the events after its cursor; both are read on every delivery round, so a running
+daemon picks up a replay made by another process (SQLite WAL allows the second writer).
 """
 
 from __future__ import annotations
@@ -54,6 +57,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (sink, seq)
 );
+CREATE TABLE IF NOT EXISTS redeliver (
+    sink TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (sink, seq)
+) WITHOUT ROWID;
 """
 
 
@@ -278,35 +285,60 @@ class Store:
                 )
 
     def pending(self, sink: str, limit: int = 100) -> list[OutboxEntry]:
-        """The sink's undelivered events, oldest first."""
+        """The sink's undelivered events: replayed dead letters first, then the events
+        after its cursor; each part oldest first."""
         rows = self._conn.execute(
-            "SELECT seq, body FROM events WHERE seq > "
-            "(SELECT seq FROM cursors WHERE sink=?) ORDER BY seq LIMIT ?",
-            (sink, limit),
+            "SELECT 0 AS part, e.seq, e.body FROM redeliver r JOIN events e ON e.seq = r.seq "
+            "WHERE r.sink=? UNION ALL SELECT 1, seq, body FROM events WHERE seq > "
+            "(SELECT seq FROM cursors WHERE sink=?) ORDER BY part, seq LIMIT ?",
+            (sink, sink, limit),
         )
-        return [OutboxEntry(seq, decode_event(body)) for seq, body in rows]
+        return [OutboxEntry(seq, decode_event(body)) for _, seq, body in rows]
 
     def queue_depth(self, sink: str) -> int:
         row = self._conn.execute(
-            "SELECT COUNT(*) FROM events WHERE seq > (SELECT seq FROM cursors WHERE sink=?)",
-            (sink,),
+            "SELECT (SELECT COUNT(*) FROM events WHERE seq > "
+            "(SELECT seq FROM cursors WHERE sink=?)) + "
+            "(SELECT COUNT(*) FROM redeliver WHERE sink=?)",
+            (sink, sink),
         ).fetchone()
         return int(row[0])
 
     def ack(self, sink: str, seq: int) -> None:
         """Everything up to ``seq`` is done for ``sink`` (delivered or skipped)."""
+        self.ack_many(sink, [seq])
+
+    def ack_many(self, sink: str, seqs: Sequence[int]) -> None:
+        """These entries of ``pending`` (consecutive, in its order) are done for ``sink``."""
+        if not seqs:
+            return
         with self._txn():
-            self._conn.execute("UPDATE cursors SET seq=MAX(seq, ?) WHERE sink=?", (seq, sink))
+            self._settle(sink, seqs)
 
     def dead_letter(self, sink: str, seq: int, *, reason: str, attempts: int, now: float) -> None:
         """Give up on one event for one sink: keep it, and move the cursor past it."""
+        self.dead_letter_many(sink, [seq], reason=reason, attempts=attempts, now=now)
+
+    def dead_letter_many(
+        self, sink: str, seqs: Sequence[int], *, reason: str, attempts: int, now: float
+    ) -> None:
+        """Give up on these events for one sink, in ONE transaction."""
+        if not seqs:
+            return
         with self._txn():
-            self._conn.execute(
+            self._conn.executemany(
                 "INSERT OR REPLACE INTO dead_letters(sink, seq, reason, attempts, at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (sink, seq, reason, attempts, now),
+                [(sink, seq, reason, attempts, now) for seq in seqs],
             )
-            self._conn.execute("UPDATE cursors SET seq=MAX(seq, ?) WHERE sink=?", (seq, sink))
+            self._settle(sink, seqs)
+
+    def _settle(self, sink: str, seqs: Sequence[int]) -> None:
+        # A replayed entry lies behind the cursor: MAX leaves the cursor where it is.
+        self._conn.executemany(
+            "DELETE FROM redeliver WHERE sink=? AND seq=?", [(sink, seq) for seq in seqs]
+        )
+        self._conn.execute("UPDATE cursors SET seq=MAX(seq, ?) WHERE sink=?", (max(seqs), sink))
 
     def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
         rows = self._conn.execute(
@@ -315,6 +347,22 @@ class Store:
             (sink, sink),
         )
         return [DeadLetter(s, q, r, a, at, decode_event(b)) for s, q, r, a, at, b in rows]
+
+    def replay(self, sink: str) -> int:
+        """Move the sink's dead letters back into its queue; returns how many.
+
+        They are delivered before the events queued after them, in their original order.
+        """
+        with self._txn():
+            before = self._conn.total_changes
+            self._conn.execute(
+                "INSERT OR IGNORE INTO redeliver(sink, seq) "
+                "SELECT sink, seq FROM dead_letters WHERE sink=?",
+                (sink,),
+            )
+            moved = self._conn.total_changes - before
+            self._conn.execute("DELETE FROM dead_letters WHERE sink=?", (sink,))
+        return moved
 
     def recent_events(self, limit: int = 100) -> list[Event]:
         """Newest first."""
@@ -336,7 +384,8 @@ class Store:
             self._conn.execute(
                 "DELETE FROM events WHERE created < ? "  # noqa: S608
                 f"AND seq <= (SELECT COALESCE(MIN(seq), 0) FROM cursors WHERE sink IN ({marks})) "
-                "AND seq NOT IN (SELECT seq FROM dead_letters)",
+                "AND seq NOT IN (SELECT seq FROM dead_letters) "
+                "AND seq NOT IN (SELECT seq FROM redeliver)",
                 (cutoff, *sinks),
             )
             return self._conn.total_changes - before

@@ -1,15 +1,18 @@
 """The delivery mechanism every sink shares (Alertmanager's notify pipeline, in small).
 
-A sink is one object with ``name`` and ``async send(event)`` that either returns
-(delivered) or raises ``DeliveryError`` saying whether a retry can help. Everything else
-— reading the outbox in order, filters, back-off with full jitter, ``Retry-After``,
-give-up rules, dead letters, disabling on 410, telemetry — lives here, once.
+A sink is one object with ``name``, ``max_batch``, ``async send(events)`` and
+``async close()``. ``send`` either returns (every event of the batch delivered) or
+raises ``DeliveryError`` saying whether a retry can help. Everything else — reading the
+outbox in order, filters, batching, back-off with full jitter, ``Retry-After``, give-up
+rules, dead letters, disabling on 410, closing idle connections, telemetry — lives
+here, once.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import anyio
@@ -51,11 +54,27 @@ class DeliveryError(Exception):
 
 
 class Sink(Protocol):
-    name: str
+    """One destination. ``max_batch``: how many events one ``send`` may carry (>= 1)."""
 
-    async def send(self, event: Event) -> None:
-        """Deliver one event or raise DeliveryError."""
+    name: str
+    max_batch: int
+
+    async def send(self, events: Sequence[Event]) -> None:
+        """Deliver every event of the batch, or raise DeliveryError (none counts as sent)."""
         ...
+
+    async def close(self) -> None:
+        """Release connections; a later ``send`` opens them again."""
+        ...
+
+
+def batch_key(event: Event) -> Hashable:
+    """Events that may share one batch: the same job (or source) seen in the same poll.
+
+    Events of one poll carry the poll's instant as their timestamp, so a flood — forty
+    regions of one job failing at once — has one key and becomes one message.
+    """
+    return (event.manager, event.source, event.job_id, event.timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +139,23 @@ class Wakeup:
             await event.wait()
 
 
+@dataclass(slots=True)
+class _Batch:
+    """Consecutive outbox entries settled together: ``sent`` go to the sink, the rest
+    were filtered out and are only acknowledged."""
+
+    entries: list[OutboxEntry] = field(default_factory=list)
+    sent: list[OutboxEntry] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[Event]:
+        return [entry.event for entry in self.sent]
+
+    @property
+    def seqs(self) -> list[int]:
+        return [entry.seq for entry in self.entries]
+
+
 class DeliveryWorker:
     """Delivers one sink's outbox entries in order; never blocks other sinks or pollers."""
 
@@ -145,11 +181,16 @@ class DeliveryWorker:
         self._wakeup = wakeup
         self._observer = observer
         self._rng = rng or random.Random()  # noqa: S311 - jitter
-        self._batch = batch
+        self._max_batch = max(1, sink.max_batch)
+        self._page = max(batch, self._max_batch)
         self.disabled: str | None = None  # why, after a 410
 
     async def run(self, idle_seconds: float = 5.0) -> None:
-        """Deliver until cancelled, sleeping until woken when the outbox is empty."""
+        """Deliver until cancelled, sleeping until woken when the outbox is empty.
+
+        The idle wake-up also picks up dead letters re-queued by ``cckm-monitor replay``
+        from another process.
+        """
         while True:
             seen = self._wakeup.generation
             if not await self.deliver_pending():
@@ -158,14 +199,25 @@ class DeliveryWorker:
     async def deliver_pending(self) -> int:
         """Deliver everything queued now; returns how many entries were handled."""
         handled = 0
-        while True:
-            entries = self._store.pending(self.name, self._batch)
-            self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
-            if not entries:
-                return handled
-            for entry in entries:
-                await self._handle(entry)
-                handled += 1
+        try:
+            while True:
+                entries = self._store.pending(self.name, self._page)
+                self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
+                if not entries:
+                    return handled
+                batches = self._batches(entries)
+                if len(entries) == self._page and len(batches) > 1:
+                    # the last batch may go on in the next page: fetch it again, whole
+                    batches.pop()
+                for batch in batches:
+                    await self._handle(batch)
+                    handled += len(batch.entries)
+        finally:
+            if handled:
+                # Idle keep-alive connections go stale (receivers drop them after seconds)
+                # and a stopping daemon must not leak them: the sink reopens on next send.
+                with anyio.CancelScope(shield=True):
+                    await self.sink.close()
 
     async def drain(self, deadline_seconds: float) -> bool:
         """Deliver what is queued, giving up after the deadline; True if the queue is empty."""
@@ -174,38 +226,77 @@ class DeliveryWorker:
             return True
         return False
 
-    async def _handle(self, entry: OutboxEntry) -> None:
-        event = entry.event
-        if self.disabled is not None or not self._filters.accepts(event):
-            if self.disabled is not None:
-                self._store.dead_letter(
-                    self.name,
-                    entry.seq,
-                    reason=self.disabled,
-                    attempts=0,
-                    now=self._clock.now().timestamp(),
-                )
-            else:
-                self._store.ack(self.name, entry.seq)
+    async def close(self) -> None:
+        """Close the sink's connections (``deliver_pending`` also does when it is done)."""
+        await self.sink.close()
+
+    def _batches(self, entries: Sequence[OutboxEntry]) -> list[_Batch]:
+        """Split a page into batches: consecutive accepted events with one ``batch_key``,
+        at most ``max_batch`` of them; filtered-out entries ride along with their
+        neighbours so that acknowledging a batch never skips past an undelivered event."""
+        batches = [_Batch()]
+        key: Hashable = None
+        for entry in entries:
+            current = batches[-1]
+            if not self._filters.accepts(entry.event):
+                current.entries.append(entry)
+                continue
+            entry_key = batch_key(entry.event)
+            if current.sent and (entry_key != key or len(current.sent) >= self._max_batch):
+                current = _Batch()
+                batches.append(current)
+            key = entry_key
+            current.entries.append(entry)
+            current.sent.append(entry)
+        return batches
+
+    async def _handle(self, batch: _Batch) -> None:
+        if not batch.sent:
+            self._store.ack_many(self.name, batch.seqs)
             return
+        if self.disabled is not None:
+            self._settle_dead(batch, reason=self.disabled, attempts=0)
+            return
+        events = batch.events
         attempt = 0
         while True:
             attempt += 1
             started = self._clock.monotonic()
             try:
-                await self.sink.send(event)
+                await self.sink.send(events)
             except DeliveryError as exc:
-                if await self._after_failure(entry, exc, attempt):
+                if await self._after_failure(batch, exc, attempt):
                     return
                 continue
-            self._store.ack(self.name, entry.seq)
-            self._observer.delivered(self.name, event, self._clock.monotonic() - started)
+            except Exception as exc:  # a bug in a sink must not stop the daemon
+                # not retried: the same events would fail the same way; kept for replay
+                error = DeliveryError(
+                    f"the sink failed unexpectedly ({type(exc).__name__})",
+                    reason=INVALID,
+                    retryable=False,
+                )
+                await self._after_failure(batch, error, attempt)
+                return
+            self._store.ack_many(self.name, batch.seqs)
+            seconds = self._clock.monotonic() - started
+            for event in events:
+                self._observer.delivered(self.name, event, seconds)
             return
 
-    async def _after_failure(self, entry: OutboxEntry, exc: DeliveryError, attempt: int) -> bool:
-        """Wait before the next attempt, or give up; True when the entry is done."""
-        event = entry.event
-        age = (self._clock.now() - event.timestamp).total_seconds()
+    def _settle_dead(self, batch: _Batch, *, reason: str, attempts: int) -> None:
+        self._store.dead_letter_many(
+            self.name,
+            [entry.seq for entry in batch.sent],
+            reason=reason,
+            attempts=attempts,
+            now=self._clock.now().timestamp(),
+        )
+        self._store.ack_many(self.name, batch.seqs)
+
+    async def _after_failure(self, batch: _Batch, exc: DeliveryError, attempt: int) -> bool:
+        """Wait before the next attempt, or give up; True when the batch is settled."""
+        oldest = min(event.timestamp for event in batch.events)
+        age = (self._clock.now() - oldest).total_seconds()
         policy = self._policy
         give_up = (
             not exc.retryable
@@ -213,18 +304,13 @@ class DeliveryWorker:
             or age >= policy.max_age_seconds
             or (policy.max_attempts is not None and attempt >= policy.max_attempts)
         )
-        self._observer.failed(self.name, event, exc, attempt, give_up)
+        for event in batch.events:
+            self._observer.failed(self.name, event, exc, attempt, give_up)
         if exc.disable:
             self.disabled = f"disabled after: {exc.message}"
             self._observer.sink_disabled(self.name, exc.message)
         if give_up:
-            self._store.dead_letter(
-                self.name,
-                entry.seq,
-                reason=exc.message,
-                attempts=attempt,
-                now=self._clock.now().timestamp(),
-            )
+            self._settle_dead(batch, reason=exc.message, attempts=attempt)
             return True
         delay = backoff_delay(
             attempt,

@@ -6,6 +6,7 @@ JSON when stdout is not a terminal: ``{"event": "<type>", "event_id": …, "time
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from monitor.logs import get_logger
@@ -35,12 +36,24 @@ _CONSOLE_FIELDS = (
 
 
 class LogSink:
+    """Writes each event of a batch as one line; nothing to retry, nothing to close."""
+
+    max_batch = 1
+
     def __init__(self, name: str = "log", *, console: bool = False) -> None:
         self.name = name
         self._console = console
         self._log = get_logger("cckm_monitor.events")
 
-    async def send(self, event: Event) -> None:
+    async def send(self, events: Sequence[Event] | Event) -> None:
+        """Log ``events`` (a lone Event is taken as a batch of one, for direct callers)."""
+        for event in (events,) if isinstance(events, Event) else events:
+            self._write(event)
+
+    async def close(self) -> None:
+        pass
+
+    def _write(self, event: Event) -> None:
         fields: dict[str, Any]
         if self._console:
             fields = {k: event.data[k] for k in _CONSOLE_FIELDS if event.data.get(k) is not None}
