@@ -58,6 +58,8 @@ def register_secrets(settings: Settings) -> None:
             value = getattr(sink, attr, None)
             if value is not None and hasattr(value, "get_secret_value"):
                 REDACTOR.add([value.get_secret_value()])
+        # custom headers often carry credentials (Authorization: Bearer …)
+        REDACTOR.add(getattr(sink, "headers", {}).values())
     if settings.http.auth_token is not None:
         REDACTOR.add([settings.http.auth_token.get_secret_value()])
 
@@ -180,10 +182,14 @@ class Daemon:
         await self.drain(DRAIN_SECONDS)
 
     async def drain(self, deadline: float) -> None:
+        """Deliver what is queued, for at most ``deadline`` seconds; then close the sinks."""
         with anyio.move_on_after(deadline):
             async with anyio.create_task_group() as tg:
                 for worker in self.workers:
                     tg.start_soon(worker.deliver_pending)
+        with anyio.CancelScope(shield=True):
+            for worker in self.workers:
+                await worker.close()
 
     async def prune_forever(self) -> None:
         retention = self.settings.retention_days * 86400.0

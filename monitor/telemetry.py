@@ -125,14 +125,17 @@ class Telemetry:
         m.notification_latency.labels(sink).observe(max(latency, 0.0))
 
     def failed(
-        self, sink: str, event: Event, error: DeliveryError, attempt: int, final: bool
+        self, sink: str, events: Sequence[Event], error: DeliveryError, attempt: int, final: bool
     ) -> None:
+        # one line per attempt at a batch, not one per event: 40 failed regions of one job
+        # travel as one Slack message and fail as one
         level = "error" if final else "warning"
         getattr(self._log, level)(
             "notification.failed",
             sink=sink,
-            event_id=event.id,
-            event_type=event.type.value,
+            event_id=events[0].id if events else None,
+            event_type=events[0].type.value if events else None,
+            events=len(events),
             reason=error.reason,
             error=error.message,
             attempt=attempt,
@@ -142,9 +145,10 @@ class Telemetry:
         if m is None:
             return
         failures = m.notification_failures
-        failures.labels(sink, bounded_reason(error.reason, FAILURE_REASONS)).inc()
-        if final:
-            failures.labels(sink, DEAD_LETTER).inc()
+        reason = failures.labels(sink, bounded_reason(error.reason, FAILURE_REASONS))
+        reason.inc(len(events))
+        if final and error.reason != DEAD_LETTER:
+            failures.labels(sink, DEAD_LETTER).inc(len(events))
 
     def queue_depth(self, sink: str, depth: int) -> None:
         if self._metrics is not None:

@@ -77,9 +77,9 @@ class Recorder:
         self.delivered_ids.append(event.id)
 
     def failed(
-        self, sink: str, event: Event, error: DeliveryError, attempt: int, final: bool
+        self, sink: str, events: Sequence[Event], error: DeliveryError, attempt: int, final: bool
     ) -> None:
-        self.failures.append((error.reason, attempt, final))
+        self.failures.extend((error.reason, attempt, final) for _ in events)
 
     def queue_depth(self, sink: str, depth: int) -> None:
         self.depth = depth
@@ -345,7 +345,7 @@ async def test_a_sink_bug_dead_letters_instead_of_stopping_the_worker(store: Sto
     assert sink.sent == ["job-2"]
     (letter,) = store.dead_letters("hook")
     assert letter.reason == "the sink failed unexpectedly (KeyError)"
-    assert rec.failures == [("invalid", 1, True)]
+    assert rec.failures == [("invalid_response", 1, True)]
 
 
 async def test_close_closes_the_sink(store: Store) -> None:

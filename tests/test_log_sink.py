@@ -34,7 +34,7 @@ EVENT = Event(
 async def test_json_line_when_not_a_terminal() -> None:
     out = io.StringIO()
     assert configure_logging("info", "auto", out) is False
-    await LogSink("log").send(EVENT)
+    await LogSink("log").send([EVENT])
     line = json.loads(out.getvalue().strip())
     assert line["event"] == "job.domain_failed"
     assert line["event_id"] == EVENT.id
@@ -49,7 +49,7 @@ async def test_json_line_when_not_a_terminal() -> None:
 async def test_readable_line_on_a_terminal() -> None:
     out = io.StringIO()
     assert configure_logging("info", "console", out) is True
-    await LogSink("log", console=True).send(EVENT)
+    await LogSink("log", console=True).send([EVENT])
     text = out.getvalue()
     assert "job.domain_failed" in text
     assert "scope=123456789012/us-east-1" in text

@@ -274,7 +274,7 @@ def test_label_values_stay_bounded(registry: CollectorRegistry, telemetry: Telem
         telemetry.api_response("prod", code)
     event = job_event(EventType.JOB_FAILED)
     weird = DeliveryError("?", reason="teapot", retryable=False)
-    telemetry.failed("ops", event, weird, attempt=1, final=False)
+    telemetry.failed("ops", [event], weird, attempt=1, final=False)
     reasons = _label_values(registry, "cckm_poll_errors", "reason")
     assert reasons == {*REASONS, "other"}
     assert _label_values(registry, "cckm_api_requests", "code") == {
@@ -307,8 +307,8 @@ def test_deliveries_failures_queue_and_disabled_sinks(
     # latency: from detection, not the request's own 50 ms
     assert value(registry, "cckm_notification_latency_seconds_sum", sink="ops") == 12
     error = DeliveryError("503", reason="http_5xx", retryable=True)
-    telemetry.failed("ops", event, error, attempt=1, final=False)
-    telemetry.failed("ops", event, error, attempt=2, final=True)
+    telemetry.failed("ops", [event], error, attempt=1, final=False)
+    telemetry.failed("ops", [event], error, attempt=2, final=True)
     failures = {
         r: value(registry, "cckm_notification_failures_total", sink="ops", reason=r)
         for r in ("http_5xx", "dead_letter")

@@ -20,6 +20,7 @@ from monitor.clock import FakeClock
 from monitor.differ import SourceHealth
 from monitor.model import Event
 from monitor.sinks.base import (
+    AUTH,
     CONNECTION,
     HTTP_4XX,
     HTTP_5XX,
@@ -47,7 +48,7 @@ from tests.sink_kit import (
 from tests.test_delivery import Recorder
 
 OK = (200, 202, 204)
-PERMANENT = {301: INVALID, 400: HTTP_4XX, 401: HTTP_4XX, 403: HTTP_4XX, 404: HTTP_4XX}
+PERMANENT = {301: INVALID, 400: HTTP_4XX, 401: AUTH, 403: AUTH, 404: HTTP_4XX}
 PERMANENT[413] = HTTP_4XX
 RETRIED = {408: HTTP_4XX, 429: HTTP_4XX, 500: HTTP_5XX, 502: HTTP_5XX, 503: HTTP_5XX}
 RETRIED[504] = HTTP_5XX

@@ -27,10 +27,14 @@ TIMEOUT = "timeout"
 CONNECTION = "connection"
 HTTP_4XX = "http_4xx"
 HTTP_5XX = "http_5xx"
-INVALID = "invalid"
+AUTH = "auth"  # 401/403: the receiver refuses our credentials
+INVALID = "invalid_response"  # a redirect, a non-HTTP answer, a sink's own bug
 DEAD_LETTER = "dead_letter"
 DISABLED = "disabled"
-FAILURE_REASONS = (TIMEOUT, CONNECTION, HTTP_4XX, HTTP_5XX, INVALID, DEAD_LETTER, DISABLED)
+# the contract's fixed set, plus what only delivery has: giving up and a disabled sink
+FAILURE_REASONS = (
+    TIMEOUT, CONNECTION, HTTP_4XX, HTTP_5XX, AUTH, INVALID, DEAD_LETTER, DISABLED,
+)  # fmt: skip
 
 
 class DeliveryError(Exception):
@@ -103,8 +107,10 @@ class DeliveryObserver(Protocol):
     def delivered(self, sink: str, event: Event, seconds: float) -> None: ...
 
     def failed(
-        self, sink: str, event: Event, error: DeliveryError, attempt: int, final: bool
-    ) -> None: ...
+        self, sink: str, events: Sequence[Event], error: DeliveryError, attempt: int, final: bool
+    ) -> None:
+        """One failed attempt at a batch (``final``: the batch is dead-lettered)."""
+        ...
 
     def queue_depth(self, sink: str, depth: int) -> None: ...
 
@@ -255,6 +261,8 @@ class DeliveryWorker:
             self._store.ack_many(self.name, batch.seqs)
             return
         if self.disabled is not None:
+            gone = DeliveryError(self.disabled, reason=DISABLED, retryable=False)
+            self._observer.failed(self.name, batch.events, gone, 0, True)
             self._settle_dead(batch, reason=self.disabled, attempts=0)
             return
         events = batch.events
@@ -304,14 +312,15 @@ class DeliveryWorker:
             or age >= policy.max_age_seconds
             or (policy.max_attempts is not None and attempt >= policy.max_attempts)
         )
-        for event in batch.events:
-            self._observer.failed(self.name, event, exc, attempt, give_up)
+        self._observer.failed(self.name, batch.events, exc, attempt, give_up)
         if exc.disable:
             self.disabled = f"disabled after: {exc.message}"
             self._observer.sink_disabled(self.name, exc.message)
         if give_up:
             self._settle_dead(batch, reason=exc.message, attempts=attempt)
             return True
+        # the gauge moves while a worker waits: a backlog alert must see the queue grow
+        self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
         delay = backoff_delay(
             attempt,
             initial=policy.initial_seconds,

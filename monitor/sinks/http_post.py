@@ -28,7 +28,15 @@ import aiohttp
 from monitor import __version__
 from monitor.clock import Clock
 from monitor.retry import parse_retry_after
-from monitor.sinks.base import CONNECTION, HTTP_4XX, HTTP_5XX, INVALID, TIMEOUT, DeliveryError
+from monitor.sinks.base import (
+    AUTH,
+    CONNECTION,
+    HTTP_4XX,
+    HTTP_5XX,
+    INVALID,
+    TIMEOUT,
+    DeliveryError,
+)
 
 USER_AGENT = f"cckm-monitor/{__version__}"
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -69,7 +77,7 @@ def classify(
         retryable = status in RETRYABLE_4XX
         return DeliveryError(
             said,
-            reason=HTTP_4XX,
+            reason=AUTH if status in (401, 403) else HTTP_4XX,
             retryable=retryable,
             retry_after=retry_after if status in RETRY_AFTER_STATUSES else None,
         )

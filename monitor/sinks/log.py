@@ -45,9 +45,8 @@ class LogSink:
         self._console = console
         self._log = get_logger("cckm_monitor.events")
 
-    async def send(self, events: Sequence[Event] | Event) -> None:
-        """Log ``events`` (a lone Event is taken as a batch of one, for direct callers)."""
-        for event in (events,) if isinstance(events, Event) else events:
+    async def send(self, events: Sequence[Event]) -> None:
+        for event in events:
             self._write(event)
 
     async def close(self) -> None:
