@@ -182,6 +182,44 @@ async def test_twenty_events_during_an_outage_all_arrive_in_order_once(store: St
     assert store.dead_letters("webhook") == []
 
 
+async def test_a_receiver_down_for_twelve_hours_gets_everything_afterwards(
+    store: Store,
+) -> None:
+    """A long outage on an injected clock: hundreds of refused attempts, nothing lost,
+    nothing dead-lettered (the default max age is a day), order kept."""
+    now = datetime.now(UTC)
+    polls = twenty_events(now)
+    expected = [e.id for poll in polls for e in poll]
+    clock = FakeClock(now)
+    rcv = Receiver()
+    w = webhook_worker(store, rcv.url("webhook"), clock)
+    recorder = w._observer  # noqa: SLF001 - the worker's own observer
+    assert isinstance(recorder, Recorder)
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(w.run, 0.05)
+            for poll in polls:
+                queue(store, poll)
+            for _ in range(12 * 6):  # twelve hours, ten minutes at a time
+                clock.advance(600)
+                await anyio.sleep(0)
+                await anyio.wait_all_tasks_blocked()
+            assert rcv.requests == []
+            await rcv.start()
+            try:
+                while len({r.headers["webhook-id"] for r in rcv.requests}) < 20:
+                    clock.advance(30)
+                    await anyio.sleep(0.01)
+            finally:
+                tg.cancel_scope.cancel()
+                await rcv.stop()
+                await w.close()
+    assert [r.headers["webhook-id"] for r in rcv.requests] == expected
+    assert len(recorder.failures) >= 12  # it kept trying through the night (capped back-off)
+    assert store.dead_letters("webhook") == []
+    assert store.queue_depth("webhook") == 0
+
+
 async def test_a_lost_2xx_repeats_the_event_with_the_same_id(store: Store) -> None:
     now = datetime.now(UTC)
     events = [job_event(job=f"job-{i}", at=now) for i in range(5)]
