@@ -103,6 +103,7 @@ def write_config(
     sources: Sequence[str] | None = None,
     interval: float = 0.5,
     extra: dict[str, Any] | None = None,
+    manager_extra: dict[str, Any] | None = None,
 ) -> Path:
     manager: dict[str, Any] = {
         "name": "sim",
@@ -112,6 +113,7 @@ def write_config(
     }
     if sources is not None:
         manager["sources"] = list(sources)
+    manager.update(manager_extra or {})
     config: dict[str, Any] = {
         "managers": [manager],
         "poll": {"interval_seconds": interval, "timeout_seconds": 3, "page_size": 50},
