@@ -94,6 +94,7 @@ async def run_demo() -> None:
                     "cckm-monitor demo: watching a simulated CipherTrust Manager",
                     f"  simulator (manager API)  {sim.url}/api/v1/cckm/aws/synchronization-jobs",
                     f"  ground truth             {sim.url}/sim/v1/transitions",
+                    f"  Prometheus metrics       {info.http_url}/metrics",
                     f"  tracked jobs             {info.http_url}/api/v1/jobs",
                     f"  recent events            {info.http_url}/api/v1/events?limit=20",
                     f"  health / readiness       {info.http_url}/healthz  {info.http_url}/readyz",
