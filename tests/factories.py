@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from monitor.differ import SourceHealth
 from monitor.model import Event, JobEssence, JobSnapshot, normalise_status
+from monitor.store import Store
 
 MANAGER = "prod"
 SOURCE = "aws"
@@ -106,3 +108,16 @@ def expected_terminal(word: str, abort: bool) -> str:
     if status == "completed":
         return "job.completed"
     return "job.failed"
+
+
+def queue(store: Store, *events: Event) -> None:
+    """Put events in the outbox as one poll of prod/aws would."""
+    store.commit_poll(
+        "prod",
+        "aws",
+        changed={},
+        events=list(events),
+        watermark=None,
+        health=SourceHealth(),
+        now=events[0].timestamp.timestamp(),
+    )

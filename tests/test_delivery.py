@@ -11,7 +11,6 @@ import anyio
 import pytest
 
 from monitor.clock import FakeClock
-from monitor.differ import SourceHealth
 from monitor.model import Event, EventType, event_id
 from monitor.retry import backoff_delay, parse_retry_after
 from monitor.sinks.base import (
@@ -22,6 +21,7 @@ from monitor.sinks.base import (
     Wakeup,
 )
 from monitor.store import Store
+from tests.factories import queue
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -94,18 +94,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.register_sinks(["hook"])
     yield s
     s.close()
-
-
-def queue(store: Store, *events: Event) -> None:
-    store.commit_poll(
-        "prod",
-        "aws",
-        changed={},
-        events=list(events),
-        watermark=None,
-        health=SourceHealth(),
-        now=T0.timestamp(),
-    )
 
 
 def worker(

@@ -17,7 +17,6 @@ import anyio
 import pytest
 
 from monitor.clock import FakeClock
-from monitor.differ import SourceHealth
 from monitor.model import Event
 from monitor.sinks.base import (
     AUTH,
@@ -34,6 +33,7 @@ from monitor.sinks.base import (
     Wakeup,
 )
 from monitor.store import Store
+from tests.factories import queue
 from tests.sink_kit import (
     HTTP_SINKS,
     PATH_SECRET,
@@ -153,18 +153,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.register_sinks(HTTP_SINKS)
     yield s
     s.close()
-
-
-def queue(store: Store, *events: Event) -> None:
-    store.commit_poll(
-        "prod",
-        "aws",
-        changed={},
-        events=list(events),
-        watermark=None,
-        health=SourceHealth(),
-        now=T0.timestamp(),
-    )
 
 
 def worker(sink: Sink, store: Store, clock: FakeClock) -> DeliveryWorker:

@@ -15,11 +15,11 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from monitor.clock import FakeClock
-from monitor.differ import SourceHealth
 from monitor.model import Event, EventType
 from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Wakeup
 from monitor.sinks.webhook import envelope_body
 from monitor.store import Store
+from tests.factories import queue
 from tests.sink_kit import SECRET, Receiver, Reply, job_event, make_sink, receiver
 from tests.test_delivery import Recorder
 
@@ -120,18 +120,6 @@ def twenty_events(start: datetime) -> list[list[Event]]:
     ]
 
 
-def queue(store: Store, events: list[Event]) -> None:
-    store.commit_poll(
-        "prod",
-        "aws",
-        changed={},
-        events=events,
-        watermark=None,
-        health=SourceHealth(),
-        now=events[0].timestamp.timestamp(),
-    )
-
-
 def webhook_worker(
     store: Store, sink_url: str, clock: FakeClock, timeout: float = 1.0
 ) -> DeliveryWorker:
@@ -158,7 +146,7 @@ async def test_twenty_events_during_an_outage_all_arrive_in_order_once(store: St
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.run, 0.05)
             for poll in polls:  # the events happen while the receiver is down
-                queue(store, poll)
+                queue(store, *poll)
                 await anyio.sleep(0.02)
                 clock.advance(30)
             assert rcv.requests == []
@@ -200,7 +188,7 @@ async def test_a_receiver_down_for_twelve_hours_gets_everything_afterwards(
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.run, 0.05)
             for poll in polls:
-                queue(store, poll)
+                queue(store, *poll)
             for _ in range(12 * 6):  # twelve hours, ten minutes at a time
                 clock.advance(600)
                 await anyio.lowlevel.checkpoint()
@@ -224,7 +212,7 @@ async def test_a_receiver_down_for_twelve_hours_gets_everything_afterwards(
 async def test_a_lost_2xx_repeats_the_event_with_the_same_id(store: Store) -> None:
     now = datetime.now(UTC)
     events = [job_event(job=f"job-{i}", at=now) for i in range(5)]
-    queue(store, events)
+    queue(store, *events)
     clock = FakeClock(now, autojump=True)
     async with receiver() as rcv:
         # the third request is received, but its answer never comes back
