@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import anyio
@@ -43,6 +44,10 @@ class PollObserver(Protocol):
         seconds: float,
         events: Sequence[Event],
         running: Mapping[str, JobEssence],
+    ) -> None: ...
+
+    def strategy_changed(
+        self, manager: str, source: str, *, strategy: str, reason: str
     ) -> None: ...
 
     def poll_failed(
@@ -106,6 +111,7 @@ class SourcePoller:
         self.health: SourceHealth = state.health
         self.running: dict[str, JobEssence] = dict(state.running)
         self.last_success: float | None = None  # monotonic
+        self.strategy = options.strategy  # may fall back to "full" (see _newest)
 
     # --- one cycle ----------------------------------------------------------------
 
@@ -194,30 +200,46 @@ class SourcePoller:
 
     async def _fetch(self) -> Fetched:
         size = self._options.page_size
-        if self._options.strategy == "full":
+        if self.strategy == "full":
             listed = await self._client.list_jobs(self.family, page_size=size)
         else:
             running = await self._client.list_jobs(
                 self.family, page_size=size, filters={"overall_status": IN_PROGRESS}
             )
-            if self._baseline_done:
-                newest = await self._client.list_jobs(
-                    self.family,
-                    page_size=size,
-                    filters={"sort": "-createdAt"},
-                    stop=self._reached_watermark,
-                )
-            else:  # first start: only the newest job, to set the watermark
-                newest = (
-                    await self._client.list_page(
-                        self.family, skip=0, limit=1, filters={"sort": "-createdAt"}
-                    )
-                ).jobs
-            listed = running + newest
+            newest = await self._newest(size)
+            if newest is None:  # the manager ignores sort: list everything from now on
+                listed = await self._client.list_jobs(self.family, page_size=size)
+            else:
+                listed = running + newest
         seen = {job.job_id for job in listed}
         missing = [job_id for job_id in self.running if job_id not in seen]
         fetched, gone = await self._fetch_by_id(missing)
         return Fetched(jobs=listed + fetched, gone=gone)
+
+    async def _newest(self, size: int) -> list[JobSnapshot] | None:
+        """Jobs newest first, down to the watermark; None if the manager ignores ``sort``."""
+        sort = {"sort": "-createdAt"}
+        if self._baseline_done:
+            jobs = await self._client.list_jobs(
+                self.family, page_size=size, filters=sort, stop=self._reached_watermark
+            )
+        else:  # first start: one page sets the watermark (and shows the order)
+            jobs = (
+                await self._client.list_page(self.family, skip=0, limit=size, filters=sort)
+            ).jobs
+        stamps = [j.created_at for j in jobs if j.created_at is not None]
+        if all(a >= b for a, b in pairwise(stamps)):
+            return jobs
+        # Walking "down to the watermark" needs newest-first answers; otherwise finished
+        # jobs of any age would look new. Full listing is always right, only dearer.
+        self.strategy = "full"
+        self._observer.strategy_changed(
+            self.manager,
+            self.source,
+            strategy="full",
+            reason="the manager ignores sort=-createdAt",
+        )
+        return None
 
     def _reached_watermark(self, page: Page) -> bool:
         mark = self._watermark

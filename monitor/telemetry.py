@@ -74,6 +74,16 @@ class Telemetry:
         self._count_events(m, manager, source, events)
         m.set_running(manager, source, start_times(running))
 
+    def strategy_changed(self, manager: str, source: str, *, strategy: str, reason: str) -> None:
+        self._log.warning(
+            "poll.strategy_changed",
+            manager=manager,
+            source=source,
+            strategy=strategy,
+            reason=reason,
+            hint="set poll.strategy: full to start this way",
+        )
+
     def poll_failed(
         self,
         manager: str,

@@ -32,6 +32,10 @@ class PollRecorder:
 
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     successes: int = 0
+    strategy_changes: list[tuple[str, str]] = field(default_factory=list)
+
+    def strategy_changed(self, manager: str, source: str, *, strategy: str, reason: str) -> None:
+        self.strategy_changes.append((source, strategy))
 
     def poll_succeeded(
         self,

@@ -348,3 +348,22 @@ async def test_manager_restart_connection_refused_for_a_minute(tmp_path: Path) -
                 ("source.up", None),
             ]
             await proxy.down()
+
+
+async def test_a_manager_that_ignores_sort_falls_back_to_full_listing(tmp_path: Path) -> None:
+    """Oldest-first answers to sort=-createdAt: walking 'down to the watermark' would take
+    old finished jobs for new ones; the poller notices and lists everything instead."""
+    config = SimConfig(sources=("aws",), history=30, ignore_sort=True)
+    async with pipeline(tmp_path, sim=config, page_size=5) as p:
+        assert await p.cycle() == []
+        assert p.recorder.strategy_changes == [("aws", "full")]
+        assert p.pollers["aws"].strategy == "full"
+        assert await p.cycle() == []  # history stays history
+        job = await p.script_job("aws", [(AWS_EAST, 1, "success")])
+        p.clock.advance(5)
+        events = await p.cycle()
+        assert [(e.type.value, e.job_id) for e in events] == [
+            ("job.started", job),
+            ("job.completed", job),
+        ]
+        assert p.recorder.strategy_changes == [("aws", "full")]  # said once

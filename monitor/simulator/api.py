@@ -143,6 +143,8 @@ async def _operation(
     if route.kind == "list":
         state.advance()
         query = parse_query(request.query, route.family.filter_field, sim.config.max_limit)
+        if sim.config.ignore_sort:  # a manager without sort support: oldest first
+            query.sort = [("createdAt", False)]
         selection = Selection(state.source(source), query)
         fired = fault is not None and fault.kind == "duplicate_ids"
         total, skip, limit = selection.total, query.skip, query.limit

@@ -39,6 +39,7 @@ class SimConfig:
     max_limit: int = 1000
     abort_seconds: tuple[float, float] = (1.0, 3.0)
     refresh_token_ttl: float = 1800.0
+    ignore_sort: bool = False  # answer lists oldest first whatever ``sort`` asks
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sources if s not in SOURCE_NAMES]
