@@ -30,10 +30,13 @@ from monitor.store import Store
 
 
 def _load(args: argparse.Namespace) -> Settings:
+    """The configuration, its secrets registered for redaction before anything logs."""
     try:
-        return load_config(args.config)
+        settings = load_config(args.config)
     except ConfigError as exc:
         raise UsageError(f"{args.config} is not a valid configuration:\n{exc}") from None
+    register_secrets(settings)
+    return settings
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -55,7 +58,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args)
     console = configure_logging(settings.log.level, settings.log.format)
-    register_secrets(settings)
     try:
         anyio.run(lambda: run_daemon(settings, once=args.once, console=console))
     except UnsupportedSink as exc:
@@ -146,7 +148,6 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     settings = _load(args)
-    register_secrets(settings)
     managers = _pick_manager(settings, args.manager)
     wanted = args.source
     for m in managers:
@@ -175,7 +176,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     settings = _load(args)
-    register_secrets(settings)
     managers = _pick_manager(settings, args.manager)
     if len(managers) > 1:
         raise UsageError("several managers are configured: say which with --manager")
@@ -245,7 +245,6 @@ def _chosen_sinks(settings: Settings, name: str | None) -> list[SinkSettings]:
 def cmd_test_notification(args: argparse.Namespace) -> int:
     settings = _load(args)
     console = configure_logging(settings.log.level, settings.log.format)
-    register_secrets(settings)
     chosen = _chosen_sinks(settings, args.sink)
     event = synthetic_event()
 
