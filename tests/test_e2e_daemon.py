@@ -7,8 +7,11 @@ graceful restart and across ``kill -9``.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import socket
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +27,7 @@ from tests.ground_truth import (
     expected_events,
 )
 from tests.processes import (
+    command,
     free_port,
     http,
     job_events,
@@ -119,3 +123,64 @@ def test_kill_9_during_a_busy_run_loses_nothing(tmp_path: Path) -> None:
         assert identity.setdefault(line["event_id"], key) == key
     for job, kinds in expected_events(truth, jobs).items():
         assert set(kinds) <= seen[job], (job, seen[job], kinds)
+
+
+def test_second_signal_forces_the_exit_and_the_queue_survives(tmp_path: Path) -> None:
+    """SIGTERM drains sinks for up to 10 s; a second SIGTERM exits at once; what was not
+    delivered is still queued for the next start."""
+    port = free_port()
+    log = tmp_path / "daemon.log"
+    silent = socket.socket()  # accepts connections, never answers: a hung receiver
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    hung = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+    try:
+        with simulator(*SIM_OPTIONS) as sim:
+            config = write_config(
+                tmp_path / "monitor.yaml",
+                sim.url,
+                tmp_path / "state.db",
+                http_port=port,
+                extra={
+                    "sinks": [
+                        {"type": "log"},
+                        {"type": "webhook", "name": "hook", "url": hung, "timeout_seconds": 60},
+                    ]
+                },
+            )
+            daemon = start_daemon(config, log, port)
+            wait_ready(daemon)
+            job = sim.control(
+                "POST",
+                "/sim/v1/jobs",
+                {
+                    "source": "aws",
+                    "hang": True,
+                    "scopes": [{"key": "123456789012/us-east-1", "after_seconds": None}],
+                },
+            )
+            wait_until(
+                lambda: any(e.get("job_id") == job["id"] for e in job_events(log)),
+                20,
+                "the event in the log sink",
+            )
+            daemon.process.send_signal(signal.SIGTERM)
+            time.sleep(1.5)
+            assert daemon.process.poll() is None  # still draining the hung webhook
+            started = time.monotonic()
+            daemon.process.send_signal(signal.SIGTERM)
+            daemon.process.wait(10)
+            assert time.monotonic() - started < 5
+            lines = log_lines(log)
+            assert any(line.get("action") == "forced exit" for line in lines)
+    finally:
+        silent.close()
+    out = subprocess.run(
+        command("deliveries", "--config", str(config)),
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "CM_PASSWORD": "admin"},
+    ).stdout
+    hook_line = next(line for line in out.splitlines() if line.startswith("hook"))
+    assert hook_line.split()[1] != "0", out  # the undelivered event waits for next start
