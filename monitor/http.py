@@ -18,7 +18,7 @@ from prometheus_client.exposition import choose_encoder
 
 from monitor.codec import essence_summary
 from monitor.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
-from monitor.exposition import render_text
+from monitor.exposition import iter_text
 from monitor.store import Store
 
 MAX_LIMIT = 1000
@@ -66,20 +66,39 @@ def bearer_auth(token: str) -> Any:
 
 def metrics_handler(
     registry: CollectorRegistry,
-) -> Callable[[web.Request], Awaitable[web.Response]]:
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """``GET /metrics``: the Prometheus text format, or OpenMetrics when Accept asks."""
 
-    async def metrics(request: web.Request) -> web.Response:
-        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        if content_type == TEXT_CONTENT_TYPE:
-            encode = render_text  # the same text, faster (exposition.py)
+    async def metrics(request: web.Request) -> web.StreamResponse:
         # Rendering only reads values kept in memory (no I/O, no call to the manager), but
         # takes tens of ms for 42 sources and 1000 running jobs: a thread keeps the
         # pollers' timers on time. prometheus_client's metrics are thread-safe.
-        body = await anyio.to_thread.run_sync(encode, registry)
-        response = web.Response(body=body, headers={"Content-Type": content_type})
-        response.enable_compression()  # only when the scraper accepts gzip
-        return response
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        headers = {"Content-Type": content_type}
+        if content_type != TEXT_CONTENT_TYPE:
+            body = await anyio.to_thread.run_sync(encode, registry)
+            response = web.Response(body=body, headers=headers)
+            response.enable_compression()  # only when the scraper accepts gzip
+            return response
+        # the same text as prometheus_client's, faster, in pieces (exposition.py): one
+        # piece is the usual answer; more go out as they are rendered, so that tracking
+        # 100,000 running jobs a scrape never holds its 13 MB of text at once
+        pieces = iter_text(registry)
+        first = await anyio.to_thread.run_sync(next, pieces, b"")
+        piece = await anyio.to_thread.run_sync(next, pieces, None)
+        if piece is None:
+            response = web.Response(body=first, headers=headers)
+            response.enable_compression()
+            return response
+        stream = web.StreamResponse(headers=headers)
+        stream.enable_compression()
+        await stream.prepare(request)
+        await stream.write(first)
+        while piece is not None:
+            await stream.write(piece)
+            piece = await anyio.to_thread.run_sync(next, pieces, None)
+        await stream.write_eof()
+        return stream
 
     return metrics
 

@@ -200,15 +200,16 @@ class SourcePoller:
 
     async def _fetch(self) -> Fetched:
         size = self._options.page_size
+        keep = self._known
         if self.strategy == "full":
-            listed = await self._client.list_jobs(self.family, page_size=size)
+            listed = await self._client.list_jobs(self.family, page_size=size, keep=keep)
         else:
             running = await self._client.list_jobs(
-                self.family, page_size=size, filters={"overall_status": IN_PROGRESS}
+                self.family, page_size=size, filters={"overall_status": IN_PROGRESS}, keep=keep
             )
             newest = await self._newest(size)
             if newest is None:  # the manager ignores sort: list everything from now on
-                listed = await self._client.list_jobs(self.family, page_size=size)
+                listed = await self._client.list_jobs(self.family, page_size=size, keep=keep)
             else:
                 listed = running + newest
         seen = {job.job_id for job in listed}
@@ -221,7 +222,11 @@ class SourcePoller:
         sort = {"sort": "-createdAt"}
         if self._baseline_done:
             jobs = await self._client.list_jobs(
-                self.family, page_size=size, filters=sort, stop=self._reached_watermark
+                self.family,
+                page_size=size,
+                filters=sort,
+                stop=self._reached_watermark,
+                keep=self._known,
             )
         else:  # first start: one page sets the watermark (and shows the order)
             jobs = (
@@ -240,6 +245,11 @@ class SourcePoller:
             reason="the manager ignores sort=-createdAt",
         )
         return None
+
+    def _known(self, job: JobSnapshot) -> JobSnapshot:
+        """The snapshot already held when ``job`` has not changed (most jobs, most cycles)."""
+        essence = self.running.get(job.job_id)
+        return essence.snapshot if essence is not None and essence.snapshot == job else job
 
     def _reached_watermark(self, page: Page) -> bool:
         mark = self._watermark

@@ -124,14 +124,21 @@ class ManagerClient:
         page_size: int,
         filters: Mapping[str, str] | None = None,
         stop: Callable[[Page], bool] | None = None,
+        keep: Callable[[JobSnapshot], JobSnapshot] | None = None,
     ) -> list[JobSnapshot]:
-        """Walk pages until a short page, ``total``, or ``stop(page)``; de-duplicate by id."""
+        """Walk pages until a short page, ``total``, or ``stop(page)``; de-duplicate by id.
+
+        ``keep`` maps each job to the object to hold: the poller hands back the snapshot
+        it already has when nothing changed, so that a cycle does not hold a second copy
+        of every running job while it lists them (bench/memory.py).
+        """
         seen: dict[str, JobSnapshot] = {}
         skip = 0
         for _ in range(MAX_PAGES):
             page = await self.list_page(family, skip=skip, limit=page_size, filters=filters)
             for job in page.jobs:
-                seen.setdefault(job.job_id, job)
+                if job.job_id not in seen:
+                    seen[job.job_id] = job if keep is None else keep(job)
             if not page.jobs or len(page.jobs) < (page.limit or page_size):
                 break
             if stop is not None and stop(page):

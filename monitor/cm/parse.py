@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor.cm.errors import InvalidResponse
 from monitor.families import Family
@@ -16,6 +16,25 @@ from monitor.model import JobSnapshot, normalise_status, parse_timestamp, trunca
 
 MAX_SCOPES = 10_000  # more scopes in one job than any manager has regions or domains
 MAX_ID = 200
+SHARED_MAX = 4096
+
+_T = TypeVar("_T", str, tuple[str, ...], tuple[tuple[str, str], ...])
+_shared_values: dict[object, object] = {}
+
+
+def _shared(value: _T) -> _T:
+    """One object for equal values.
+
+    Statuses, clouds, scope names and whole ``detailed_status`` tuples repeat across
+    thousands of running jobs; kept once each, a tracked job costs a third of the memory
+    (bench/memory.py). Bounded: the table starts afresh when full.
+    """
+    found = _shared_values.get(value)
+    if found is None:
+        if len(_shared_values) >= SHARED_MAX:
+            _shared_values.clear()
+        _shared_values[value] = found = value
+    return found  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +113,7 @@ def parse_job(raw: Any, family: Family, what: str = "job") -> JobSnapshot:
     for key, value in detailed.items():
         if not isinstance(value, str):
             raise InvalidResponse(f"{what}: detailed_status values must be strings")
-        pairs.append((truncate(key, 300), truncate(value)))
+        pairs.append((_shared(truncate(key, 300)), _shared(truncate(value))))
     scopes = job.get(family.scope_field) or []
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise InvalidResponse(f"{what}: field {family.scope_field!r} is not a list of strings")
@@ -103,14 +122,14 @@ def parse_job(raw: Any, family: Family, what: str = "job") -> JobSnapshot:
     cloud = _text(job, "cloud", what, required=False)
     return JobSnapshot(
         job_id=job_id,
-        status=normalise_status(status),
+        status=_shared(normalise_status(status)),
         abort=abort,
         created_at=_stamp(job, "createdAt", what),
         updated_at=_stamp(job, "updatedAt", what),
         completed_at=_stamp(job, "completed_at", what),
-        cloud=None if cloud is None else truncate(cloud, 100),
-        scopes=tuple(truncate(s, 300) for s in scopes),
-        detailed_status=tuple(sorted(pairs)),
+        cloud=None if cloud is None else _shared(truncate(cloud, 100)),
+        scopes=_shared(tuple(_shared(truncate(s, 300)) for s in scopes)),
+        detailed_status=_shared(tuple(sorted(pairs))),
     )
 
 
