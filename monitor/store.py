@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS events (
     created REAL NOT NULL,
     body TEXT NOT NULL
 );
+-- seq alone, for counting a sink's queue without reading the events' bodies
+CREATE INDEX IF NOT EXISTS events_seq ON events (seq);
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
     sink TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -287,11 +289,15 @@ class Store:
     def pending(self, sink: str, limit: int = 100) -> list[OutboxEntry]:
         """The sink's undelivered events: replayed dead letters first, then the events
         after its cursor; each part oldest first."""
+        # each part stops at ``limit`` on its primary key: one ORDER BY over the union
+        # sorted every queued event first (12 ms a page with 50,000 queued)
         rows = self._conn.execute(
-            "SELECT 0 AS part, e.seq, e.body FROM redeliver r JOIN events e ON e.seq = r.seq "
-            "WHERE r.sink=? UNION ALL SELECT 1, seq, body FROM events WHERE seq > "
-            "(SELECT seq FROM cursors WHERE sink=?) ORDER BY part, seq LIMIT ?",
-            (sink, sink, limit),
+            "SELECT part, seq, body FROM (SELECT 0 AS part, e.seq, e.body FROM redeliver r "
+            "JOIN events e ON e.seq = r.seq WHERE r.sink=? ORDER BY r.seq LIMIT ?) "
+            "UNION ALL SELECT part, seq, body FROM (SELECT 1 AS part, seq, body FROM events "
+            "WHERE seq > (SELECT seq FROM cursors WHERE sink=?) ORDER BY seq LIMIT ?) "
+            "ORDER BY part, seq LIMIT ?",
+            (sink, limit, sink, limit, limit),
         )
         return [OutboxEntry(seq, decode_event(body)) for _, seq, body in rows]
 
