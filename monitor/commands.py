@@ -11,6 +11,7 @@ import anyio
 
 from monitor.app import client_options, register_secrets, run_daemon
 from monitor.cm.client import ManagerClient
+from monitor.cm.paths import job_id_problem, shown
 from monitor.config import ConfigError, ManagerSettings, Settings, SinkSettings, load_config
 from monitor.exits import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from monitor.families import FAMILIES
@@ -175,6 +176,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    # before anything else: an id that could climb out of its family's path never leaves
+    problem = job_id_problem(args.job_id, strict=True)
+    if problem is not None:
+        raise UsageError(f"refusing to cancel job {shown(args.job_id)}: {problem}")
     settings = _load(args)
     managers = _pick_manager(settings, args.manager)
     if len(managers) > 1:

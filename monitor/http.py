@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 from monitor.codec import essence_summary
 from monitor.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from monitor.exposition import iter_text
+from monitor.model import format_timestamp
 from monitor.store import Store
 
 MAX_LIMIT = 1000
@@ -48,20 +50,51 @@ PROTECTED_PREFIXES = ("/metrics", "/api/")
 
 
 def bearer_auth(token: str) -> Any:
-    """Middleware: the protected paths need the bearer token (compared in constant time)."""
-    expected = f"Bearer {token}".encode()
+    """Middleware: the protected paths need the bearer token (compared in constant time).
+
+    The scheme is case-insensitive (RFC 7235: ``bearer``, ``BEARER`` …); the token is not.
+    """
+    expected = token.encode()
 
     @web.middleware
     async def check(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
         if request.path.startswith(PROTECTED_PREFIXES):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
+            scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+            presented = given.strip().encode("utf-8", "backslashreplace")
+            if not (hmac.compare_digest(presented, expected) and scheme.lower() == "bearer"):
                 response = _error(401, "a valid bearer token is required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="cckm-monitor"'
                 return response
         return await handler(request)
 
     return check
+
+
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]
+) -> Any:
+    """Unknown paths and wrong methods answer JSON ``{"error": …}``, as the API does."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = _error(405, f"{request.method} is not allowed here; use {allowed}")
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
+    except web.HTTPNotFound:
+        known = sorted(
+            {
+                info.get("path", "")
+                for info in (r.get_info() for r in request.app.router.resources())
+            }
+            - {""}
+        )
+        return _error(404, f"no such endpoint; the endpoints are: {', '.join(known)}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
 
 
 def metrics_handler(
@@ -111,13 +144,17 @@ def build_app(
     registry: CollectorRegistry | None = None,
     auth_token: str | None = None,
     extra_routes: Sequence[web.RouteDef] = (),
+    sinks: Sequence[str] | None = None,
 ) -> web.Application:
     """The aiohttp application (tests mount it without a socket).
 
     ``registry``: served at ``/metrics``; without one there is no such route.
     ``auth_token``: ``/metrics`` and ``/api/v1/*`` then need ``Authorization: Bearer`` with
     it; ``/healthz`` and ``/readyz`` stay open for probes.
+    ``sinks``: the configured sink names; ``/api/v1/deadletters?sink=`` answers 404 for any
+    other name (without them, any name is looked up).
     """
+    known_sinks = None if sinks is None else tuple(sinks)
 
     async def healthz(request: web.Request) -> web.Response:
         return _json({"status": "ok", "version": version})
@@ -141,21 +178,37 @@ def build_app(
         return _json(body, 200 if ready else 503)
 
     async def jobs(request: web.Request) -> web.Response:
+        problem = _unknown_params(request, ("limit", "running"))
+        if problem is not None:
+            return problem
         limit = _limit(request, default=MAX_LIMIT)
         if isinstance(limit, web.Response):
             return limit
-        running_only = request.query.get("running", "").lower() in {"1", "true", "yes"}
+        running_only = _flag(request, "running")
+        if isinstance(running_only, web.Response):
+            return running_only
         rows = store.jobs(running_only=running_only, limit=limit)
         return _json({"jobs": [essence_summary(m, s, e) for m, s, e in rows]})
 
     async def events(request: web.Request) -> web.Response:
+        problem = _unknown_params(request, ("limit",))
+        if problem is not None:
+            return problem
         limit = _limit(request, default=100)
         if isinstance(limit, web.Response):
             return limit
         return _json({"events": [e.envelope() for e in store.recent_events(limit)]})
 
     async def deadletters(request: web.Request) -> web.Response:
+        problem = _unknown_params(request, ("sink",))
+        if problem is not None:
+            return problem
         sink = request.query.get("sink")
+        if sink is not None and not sink.strip():
+            return _error(400, "sink must name a configured sink")
+        if sink is not None and known_sinks is not None and sink not in known_sinks:
+            have = ", ".join(known_sinks) or "none"
+            return _error(404, f"no sink named {sink[:100]!r}; the configured sinks: {have}")
         return _json(
             {
                 "deadletters": [
@@ -164,7 +217,7 @@ def build_app(
                         "seq": d.seq,
                         "reason": d.reason,
                         "attempts": d.attempts,
-                        "at": d.at,
+                        "at": format_timestamp(datetime.fromtimestamp(d.at, UTC)),
                         "event": d.event.envelope(),
                     }
                     for d in store.dead_letters(sink)
@@ -172,7 +225,9 @@ def build_app(
             }
         )
 
-    app = web.Application(middlewares=[bearer_auth(auth_token)] if auth_token else [])
+    app = web.Application(
+        middlewares=[json_errors, *([bearer_auth(auth_token)] if auth_token else [])]
+    )
     app.add_routes(
         [
             web.get("/healthz", healthz),
@@ -188,17 +243,42 @@ def build_app(
     return app
 
 
+def _unknown_params(request: web.Request, known: Sequence[str]) -> web.Response | None:
+    """A 400 naming the first query parameter the endpoint does not take, or one given
+    twice; None when all is well."""
+    for name in request.query:
+        if name not in known:
+            takes = ", ".join(known)
+            return _error(
+                400, f"unknown query parameter {name[:100]!r}; this endpoint takes: {takes}"
+            )
+        if len(request.query.getall(name)) > 1:
+            return _error(400, f"query parameter {name!r} is given more than once")
+    return None
+
+
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"0", "false", "no"})
+
+
+def _flag(request: web.Request, name: str) -> bool | web.Response:
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    word = raw.strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    return _error(400, f"{name} must be true or false (or 1/0, yes/no)")
+
+
 def _limit(request: web.Request, *, default: int) -> int | web.Response:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
         return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    if not 1 <= value <= MAX_LIMIT:
-        return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return value
+    return int(text)
 
 
 class HttpServer:

@@ -10,7 +10,9 @@ An answer becomes success or a ``DeliveryError`` saying whether a retry can help
 - any other 4xx (400, 401, 403, 404, 413, …): permanent — the same request would get
   the same answer, so it is dead-lettered at once instead of clogging the queue.
 - 5xx: retried; ``Retry-After`` honoured on 503.
-- timeouts, refused or dropped connections, TLS failures, garbled answers: retried.
+- timeouts, refused or dropped connections, TLS failures, garbled answers: retried; the
+  message says which in words (``monitor.neterrors``): "connection refused", "name not
+  resolved", "TLS verification failed (…)", "timed out", …
 
 Messages name the receiver by ``redact_url`` only: webhook URLs carry their key in the
 path, so no error or log line ever holds the full URL.
@@ -27,6 +29,9 @@ import aiohttp
 
 from monitor import __version__
 from monitor.clock import Clock
+from monitor.neterrors import INVALID as NET_INVALID
+from monitor.neterrors import TIMEOUT as NET_TIMEOUT
+from monitor.neterrors import describe
 from monitor.retry import parse_retry_after
 from monitor.sinks.base import (
     AUTH,
@@ -137,23 +142,15 @@ class HttpPoster:
                     ),
                     detail="" if response.status < 400 else self._snippet(raw),
                 )
-        except TimeoutError:
-            raise self._failed("did not answer in time", TIMEOUT) from None
-        except aiohttp.ClientSSLError:
-            raise self._failed("failed the TLS handshake", CONNECTION) from None
-        except aiohttp.ClientConnectorError as exc:
-            why = exc.os_error.strerror or "connection failed"
-            raise self._failed(f"cannot be reached ({why.lower()})", CONNECTION) from None
-        except aiohttp.ServerDisconnectedError:
-            raise self._failed("closed the connection without answering", CONNECTION) from None
         except aiohttp.InvalidURL:
             raise DeliveryError(
                 f"{self.where}: the URL is not usable", reason=INVALID, retryable=False
             ) from None
-        except (aiohttp.ClientResponseError, aiohttp.ClientPayloadError):
-            raise self._failed("sent an answer that is not valid HTTP", INVALID) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise self._failed(f"failed ({type(exc).__name__})", CONNECTION) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # in words, as the manager client says them: refused, name not resolved, …
+            failure = describe(exc)
+            reason = {NET_TIMEOUT: TIMEOUT, NET_INVALID: INVALID}.get(failure.kind, CONNECTION)
+            raise self._failed(f"failed: {failure.words}", reason) from None
         if error is not None:
             raise error
 
