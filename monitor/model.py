@@ -6,6 +6,7 @@ Imports nothing of ours. Everything here is immutable and cheap to compare.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,28 +81,57 @@ def is_scope_failure(value: str) -> bool:
 # --- timestamps -----------------------------------------------------------------------
 
 _FRACTION = re.compile(r"\.(\d+)")
+# "23:59:60": a leap second, as RFC 3339 allows; datetime stops at :59
+_LEAP_SECOND = re.compile(r"(\d\d:\d\d):60(\.\d+)?(?=[Zz+-]|$)")
+MAX_TIMESTAMP_TEXT = 100  # the longest stamp a manager sends is ~40 characters
 
 
 def parse_timestamp(text: str) -> datetime:
     """Parse the manager's RFC 3339 stamps, nanoseconds included, into aware UTC.
 
-    Raises ``ValueError`` for anything that is not a timestamp.
+    Total: any input gives a UTC datetime or raises ``ValueError`` with one sentence.
+    Offsets are converted to UTC; a stamp whose UTC moment falls outside years 1..9999
+    (``9999-12-31T23:59:59-23:59``) is a ``ValueError``, not an overflow. A leap second
+    (``…:60``) is read as the last microsecond of its minute.
     """
+    if not isinstance(text, str):
+        raise ValueError(f"a timestamp must be a string, not {type(text).__name__}")
     value = text.strip()
+    if not value or len(value) > MAX_TIMESTAMP_TEXT or not value.isascii():
+        raise ValueError(f"not a timestamp: {value[:40]!r}")
+    if not value.isprintable():
+        raise ValueError(f"not a timestamp (control characters): {value[:40]!r}")
+    try:
+        return _to_utc(value)
+    except (ValueError, OverflowError) as exc:
+        leap = _LEAP_SECOND.search(value)
+        if leap is None:
+            raise ValueError(f"not a timestamp: {value[:40]!r} ({exc})") from None
+    try:
+        moment = _to_utc(value[: leap.start()] + leap.group(1) + ":59" + value[leap.end() :])
+        return moment.replace(microsecond=999999)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not a timestamp: {value[:40]!r} ({exc})") from None
+
+
+def _to_utc(value: str) -> datetime:
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     # fromisoformat takes at most 6 fractional digits
     value = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], value, count=1)
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)  # OverflowError at the calendar's edges
 
 
 def format_timestamp(moment: datetime) -> str:
-    """``2026-11-23T10:00:00.123Z``: UTC, milliseconds, ``Z``."""
+    """``2026-11-23T10:00:00.123Z``: UTC, milliseconds, ``Z``; four-digit years 0001..9999."""
     utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def format_optional(moment: datetime | None) -> str | None:
@@ -162,9 +192,14 @@ class JobEssence:
 
 
 def event_id(*parts: str) -> str:
-    """A stable id for one transition: the same parts give the same id after a restart."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-    return "evt_" + digest[:32]
+    """A stable id for one transition: the same parts give the same id after a restart.
+
+    The parts are hashed as a JSON array (ASCII-escaped), so that no part can contain
+    the separator of two others: distinct part tuples give distinct ids, and a part with a
+    lone surrogate still hashes.
+    """
+    text = json.dumps(list(parts), ensure_ascii=True)
+    return "evt_" + hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,8 +229,9 @@ def test_event_id_format_and_stability() -> None:
     assert re.fullmatch(r"evt_[0-9a-f]{32}", one)
     assert one == event_id("prod", "aws", "job-1", "job.started", "")
     # pinned: ids must survive restarts *and* upgrades, or receivers see duplicates
-    digest = hashlib.sha256(b"prod\x1faws\x1fjob-1\x1fjob.started\x1f").hexdigest()
-    assert one == "evt_" + digest[:32] == "evt_a7015337164cfd028e7637979306fc70"
+    # (issue 10 changed the scheme once, pre-release: parts hashed as a JSON array)
+    digest = hashlib.sha256(b'["prod", "aws", "job-1", "job.started", ""]').hexdigest()
+    assert one == "evt_" + digest[:32] == "evt_c689c4eedf347d5e264c2d7524df1bde"
 
 
 @pytest.mark.parametrize(
