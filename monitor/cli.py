@@ -40,6 +40,30 @@ def _pair(text: str) -> tuple[float, float]:
     return (low, high)
 
 
+# the overall_status values the manager's list filter takes (cckm-api.md: the documented
+# three, and "aborted" seen in a seed); input is normalised as the manager's words are
+LIST_STATUSES = ("in_progress", "completed", "failed", "aborted")
+MAX_JOBS_LIMIT = 1000  # the largest page clients are known to ask of a manager
+
+
+def _status(text: str) -> str:
+    word = "_".join(text.strip().lower().replace("-", " ").split())
+    if word not in LIST_STATUSES:
+        raise argparse.ArgumentTypeError(
+            f"unknown status {text[:60]!r}; the known values: {', '.join(LIST_STATUSES)}"
+        )
+    return word
+
+
+def _jobs_limit(text: str) -> int:
+    raw = text.strip()
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_JOBS_LIMIT):
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_JOBS_LIMIT}, got {text[:60]!r}"
+        )
+    return int(raw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cckm-monitor",
@@ -135,10 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument(
         "--source", action="append", metavar="S", help="only this source (repeatable)"
     )
-    jobs.add_argument("--status", metavar="ST", help="only jobs with this overall_status")
+    jobs.add_argument(
+        "--status",
+        type=_status,
+        metavar="ST",
+        help=f"only jobs with this overall_status ({', '.join(LIST_STATUSES)})",
+    )
     jobs.add_argument("--manager", metavar="NAME", help="only this manager")
     jobs.add_argument(
-        "--limit", type=int, default=20, metavar="N", help="newest N jobs per source (default 20)"
+        "--limit",
+        type=_jobs_limit,
+        default=20,
+        metavar="N",
+        help=f"newest N jobs per source, 1 to {MAX_JOBS_LIMIT} (default 20)",
     )
 
     cancel = sub.add_parser("cancel", help="cancel a running job")
@@ -193,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _commands()[args.command](args)
+    except BaseExceptionGroup as group:  # task groups: report what ended them, once
+        return _fail_group(args, group)
     except KeyboardInterrupt:
         return EXIT_FAILURE
     except UsageError as exc:
@@ -201,6 +236,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         _fail(args, exc)
         return EXIT_FAILURE
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _fail_group(args: Any, group: BaseExceptionGroup[BaseException]) -> int:
+    """One sentence for the first real error in the group, never "unhandled errors in a
+    TaskGroup"; a group of interrupts alone is a quiet exit 1."""
+    leaves = _leaves(group)
+    errors = [e for e in leaves if not isinstance(e, KeyboardInterrupt | SystemExit)]
+    if not errors:
+        return EXIT_FAILURE
+    if getattr(args, "debug", False):
+        traceback.print_exception(group)
+    first = errors[0]
+    print(f"cckm-monitor: {str(first) or type(first).__name__}", file=sys.stderr)
+    return EXIT_USAGE if isinstance(first, UsageError) else EXIT_FAILURE
 
 
 def _fail(args: Any, exc: BaseException) -> None:

@@ -10,21 +10,39 @@ table for events a sink gave up on, and a ``redeliver`` table: dead letters that
 ``cckm-monitor replay`` put back. A sink's queue is its redeliver rows (oldest first),
 then the events after its cursor; both are read on every delivery round, so a running
 daemon picks up a replay made by another process (SQLite WAL allows the second writer).
+
+Every SQLite error of every method comes out as ONE of two exceptions: ``StoreBusy``
+(another process holds the write lock: retry, see ``Store.write``) or ``StoreError``
+(fatal: one sentence naming the file and the cause in words — disk full, corrupt, I/O
+error, read-only, deleted or replaced under the running process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+import anyio
 
 from monitor.codec import decode_essence, decode_event, encode_essence, encode_event
 from monitor.differ import SourceHealth
 from monitor.model import Event, JobEssence, parse_timestamp
 
 SCHEMA_VERSION = 1
+
+CLI_BUSY_TIMEOUT = 5.0  # seconds a command waits for the write lock (nothing else to do)
+BUSY_FIRST_DELAY = 0.005  # Store.write: first awaited back-off after StoreBusy …
+BUSY_MAX_DELAY = 0.1  # … doubling up to this
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +85,61 @@ CREATE TABLE IF NOT EXISTS redeliver (
 
 
 class StoreError(Exception):
-    """The state file cannot be opened, written or understood."""
+    """The state file cannot be opened, written or understood: fatal for the daemon."""
+
+
+class StoreBusy(Exception):  # deliberately NOT a StoreError: it is not fatal
+    """Another process holds the write lock; the same call may succeed a moment later."""
+
+
+# sqlite3 error names (``exc.sqlite_errorname``, prefix match) -> the cause in words
+_CAUSES = (
+    ("SQLITE_FULL", "disk full"),
+    ("SQLITE_CORRUPT", "the file is corrupt"),
+    ("SQLITE_NOTADB", "the file is corrupt or not an SQLite database"),
+    ("SQLITE_READONLY_DBMOVED", "the file was moved or deleted while open"),
+    ("SQLITE_READONLY", "the file or its directory is read-only"),
+    ("SQLITE_IOERR", "I/O error"),
+    ("SQLITE_CANTOPEN", "the file cannot be opened"),
+    ("SQLITE_PERM", "permission denied"),
+    ("SQLITE_AUTH", "permission denied"),
+    ("SQLITE_NOMEM", "out of memory"),
+    ("SQLITE_TOOBIG", "a value is too big for SQLite"),
+)
+_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def _sqlite_failure(verb: str, path: Path, exc: sqlite3.Error) -> StoreError | StoreBusy:
+    """One sentence for an SQLite error; busy/locked becomes the retryable StoreBusy."""
+    name = getattr(exc, "sqlite_errorname", None) or ""
+    if name.startswith(_BUSY):
+        return StoreBusy(f"state file {path} is locked by another process")
+    cause = next((words for prefix, words in _CAUSES if name.startswith(prefix)), None)
+    return StoreError(f"cannot {verb} state file {path}: {cause or exc}")
+
+
+def _reads(
+    method: Callable[Concatenate[Store, _P], _T],
+) -> Callable[Concatenate[Store, _P], _T]:
+    """A read method: any SQLite error (a corrupt page surfaces on a SELECT too) is mapped."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _sqlite_failure("read", self.path, exc) from exc
+
+    return wrapper
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the file at ``path``; None when nothing is there."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,33 +174,78 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        self._file: tuple[int, int] | None = None  # identity of the file opened (not :memory:)
+        # awaited between attempts of ``write``; a test may replace it
+        self.busy_sleep: Callable[[float], Awaitable[None]] = anyio.sleep
 
     # --- life cycle ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | str) -> Store:
-        """Open or create the state file; a clear ``StoreError`` if that is impossible."""
+    def open(cls, path: Path | str, *, busy_timeout: float = CLI_BUSY_TIMEOUT) -> Store:
+        """Open or create the state file; a clear ``StoreError`` if that is impossible.
+
+        ``busy_timeout``: how long a write waits for another process's write lock before
+        ``StoreBusy``. Commands keep the long default; the daemon lowers it once started
+        (``set_busy_timeout``) so that its event loop never waits on another process.
+        """
         target = Path(path)
         where = str(target)
         try:
             if where != ":memory:":
                 target.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state file {where}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open state file {where}: {exc.strerror or exc}") from exc
+        except sqlite3.Error as exc:
+            raise _as_fatal(_sqlite_failure("open", target, exc)) from exc
         store = cls(conn, target)
         try:
+            store.set_busy_timeout(busy_timeout)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
             store._migrate()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             conn.close()
-            raise StoreError(f"cannot use state file {where}: {exc}") from exc
-        except StoreError:
+            raise _as_fatal(_sqlite_failure("use", target, exc)) from exc
+        except (StoreError, StoreBusy) as exc:
             conn.close()
-            raise
+            raise _as_fatal(exc) from exc
+        if where not in (":memory:", ""):
+            store._file = _identity(target)
         return store
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        """How long one write waits for another process's lock before ``StoreBusy``."""
+        self._conn.execute(f"PRAGMA busy_timeout={max(int(seconds * 1000), 0)}")
+
+    async def write(self, op: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``op(*args, **kwargs)`` (a write method), retried while another process holds
+        the write lock, with short AWAITED back-off: the event loop goes on serving.
+
+        ``StoreError`` is not retried: it is fatal.
+        """
+        delay = BUSY_FIRST_DELAY
+        while True:
+            try:
+                return op(*args, **kwargs)
+            except StoreBusy:
+                await self.busy_sleep(delay)
+                delay = min(delay * 2, BUSY_MAX_DELAY)
+
+    def check_file(self) -> None:
+        """StoreError if the file at ``path`` is no longer the one opened (deleted or
+        replaced by a rename): writing on would go to a file nobody will ever read."""
+        if self._file is None:
+            return
+        now = _identity(self.path)
+        if now == self._file:
+            return
+        self._empty_the_wal()
+        how = "deleted" if now is None else "replaced by another file"
+        raise StoreError(
+            f"state file {self.path} was {how} while in use; "
+            "restart cckm-monitor to open the file now at that path"
+        )
 
     def _migrate(self) -> None:
         self._conn.executescript(_SCHEMA)
@@ -149,13 +266,25 @@ class Store:
             )
 
     def close(self) -> None:
+        if self._file is not None and _identity(self.path) != self._file:
+            self._empty_the_wal()
         self._conn.close()
 
+    def _empty_the_wal(self) -> None:
+        """The file was deleted or renamed away: move what the ``-wal`` holds into it
+        (through the open descriptor) and empty the ``-wal``. SQLite does not checkpoint
+        a moved file on close, and a ``-wal`` left full beside the path would be read
+        into whatever file is there next: a frankenstein of two databases."""
+        with contextlib.suppress(sqlite3.Error):
+            self.set_busy_timeout(1.0)  # on the way out: readers may finish first
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _txn(self) -> _Transaction:
-        return _Transaction(self._conn, self.path)
+        return _Transaction(self)
 
     # --- sources and jobs ---------------------------------------------------------
 
+    @_reads
     def load_source(self, manager: str, source: str) -> SourceState:
         row = self._conn.execute(
             "SELECT baseline_done, watermark, failures, down, episode FROM sources "
@@ -178,6 +307,7 @@ class Store:
             running=running,
         )
 
+    @_reads
     def load_jobs(self, manager: str, source: str, ids: Collection[str]) -> dict[str, JobEssence]:
         """Essences of the given jobs that the store knows."""
         found: dict[str, JobEssence] = {}
@@ -262,6 +392,7 @@ class Store:
         )
         return self._conn.total_changes - before
 
+    @_reads
     def jobs(
         self, *, running_only: bool = False, limit: int = 1000
     ) -> list[tuple[str, str, JobEssence]]:
@@ -286,6 +417,7 @@ class Store:
                     (name,),
                 )
 
+    @_reads
     def pending(self, sink: str, limit: int = 100) -> list[OutboxEntry]:
         """The sink's undelivered events: replayed dead letters first, then the events
         after its cursor; each part oldest first."""
@@ -301,6 +433,7 @@ class Store:
         )
         return [OutboxEntry(seq, decode_event(body)) for _, seq, body in rows]
 
+    @_reads
     def queue_depth(self, sink: str) -> int:
         row = self._conn.execute(
             "SELECT (SELECT COUNT(*) FROM events WHERE seq > "
@@ -346,6 +479,7 @@ class Store:
         )
         self._conn.execute("UPDATE cursors SET seq=MAX(seq, ?) WHERE sink=?", (max(seqs), sink))
 
+    @_reads
     def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
         rows = self._conn.execute(
             "SELECT d.sink, d.seq, d.reason, d.attempts, d.at, e.body FROM dead_letters d "
@@ -370,11 +504,13 @@ class Store:
             self._conn.execute("DELETE FROM dead_letters WHERE sink=?", (sink,))
         return moved
 
+    @_reads
     def recent_events(self, limit: int = 100) -> list[Event]:
         """Newest first."""
         rows = self._conn.execute("SELECT body FROM events ORDER BY seq DESC LIMIT ?", (limit,))
         return [decode_event(body) for (body,) in rows]
 
+    @_reads
     def event_count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
@@ -397,28 +533,44 @@ class Store:
             return self._conn.total_changes - before
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error; disk errors become StoreError."""
+def _as_fatal(exc: StoreError | StoreBusy) -> StoreError:
+    """At open, even a lock held past the busy timeout is a reason not to start."""
+    return exc if isinstance(exc, StoreError) else StoreError(str(exc))
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self._path = path
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error; SQLite errors become
+    ``StoreBusy`` (the lock is taken: nothing was written) or ``StoreError``.
+
+    Every transaction first checks that the file at the path is still the one opened.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._conn = store._conn
 
     def __enter__(self) -> None:
+        self._store.check_file()
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write state file {self._path}: {exc}") from exc
+            raise _sqlite_failure("write", self._store.path, exc) from exc
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
             try:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as err:
-                self._conn.execute("ROLLBACK")
-                raise StoreError(f"cannot write state file {self._path}: {err}") from err
+                self._rollback()
+                raise _sqlite_failure("write", self._store.path, err) from err
             return
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        self._rollback()
         if isinstance(exc, sqlite3.Error):
-            raise StoreError(f"cannot write state file {self._path}: {exc}") from exc
+            raise _sqlite_failure("write", self._store.path, exc) from exc
+
+    def _rollback(self) -> None:
+        # after SQLITE_FULL or an I/O error SQLite may already have rolled back
+        if self._conn.in_transaction:
+            # a failing ROLLBACK says less than the error being raised
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
