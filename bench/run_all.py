@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import delivery, differ_store, latency, memory, poll_cost, procs, scrape
+from bench import bounds, delivery, differ_store, latency, memory, poll_cost, procs, scrape
 from bench.report import save, table
 
-BENCHES = ("differ_store", "scrape", "delivery", "latency", "poll_cost", "memory")
+BENCHES = ("differ_store", "scrape", "delivery", "latency", "poll_cost", "memory", "bounds")
 
 
 def _differ_store(quick: bool, args: argparse.Namespace) -> tuple[dict[str, Any], list[dict]]:
@@ -182,6 +182,45 @@ def _memory(quick: bool, args: argparse.Namespace) -> tuple[dict[str, Any], list
     ]
 
 
+def _bounds(quick: bool, args: argparse.Namespace) -> tuple[dict[str, Any], list[dict]]:
+    result = bounds.run(quick=quick)
+    print(bounds.render(result))
+    b, e = result["big_job"], result["endless"]
+    return result, [
+        _check(
+            f"7. job with {b['scopes']:,} failing scopes: job.domain_failed delivered",
+            f"{b['domain_failed_delivered']:,} ({b['distinct_failed_scopes']:,} scopes)",
+            f"all {b['scopes']:,}",
+            b["domain_failed_delivered"] == b["distinct_failed_scopes"] == b["scopes"],
+        ),
+        _check(
+            f"7. job with {b['scopes']:,} failing scopes: peak RSS",
+            f"{b['peak_rss_mb']} MB",
+            f"< {bounds.TARGET_RSS_MB:.0f} MB",
+            b["peak_rss_mb"] < bounds.TARGET_RSS_MB,
+        ),
+        _check(
+            f"7. job with {b['scopes']:,} failing scopes: state file after",
+            f"{b['state_mb']} MB",
+            f"< {bounds.TARGET_STATE_MB:.0f} MB",
+            b["state_mb"] < bounds.TARGET_STATE_MB,
+        ),
+        _check(
+            f"7. endless list ({e['cycles']} cycles of poll.max_pages 1,000): peak RSS",
+            f"{e['peak_rss_mb']} MB",
+            f"< {bounds.TARGET_RSS_MB:.0f} MB",
+            e["peak_rss_mb"] < bounds.TARGET_RSS_MB,
+        ),
+        _check(
+            "7. endless list: counted invalid_response, one sentence, nothing committed",
+            f"{e['invalid_response']:g} invalid_response, {len(e['error_sentences'])} "
+            f"sentence(s), {e['jobs_in_state']} jobs in state",
+            f">= {e['cycles']}, 1, 0",
+            e["met"],
+        ),
+    ]
+
+
 RUNNERS: dict[str, Callable[[bool, argparse.Namespace], tuple[dict[str, Any], list[dict]]]] = {
     "differ_store": _differ_store,
     "scrape": _scrape,
@@ -189,6 +228,7 @@ RUNNERS: dict[str, Callable[[bool, argparse.Namespace], tuple[dict[str, Any], li
     "latency": _latency,
     "poll_cost": _poll_cost,
     "memory": _memory,
+    "bounds": _bounds,
 }
 
 

@@ -431,6 +431,7 @@ class PollSettings(_Model):
     strategy: Literal["incremental", "full"] = "incremental"
     jitter_fraction: float = Field(0.1, ge=0, le=0.5)
     max_response_bytes: int = Field(16 * MIB, ge=1024)
+    max_pages: int = Field(1000, ge=1)  # one listing; a list that never ends is cut here
 
 
 class HttpSettings(_Model):

@@ -30,6 +30,9 @@ JOB_DATA_KEYS = frozenset(
         "duration_seconds",
         "scopes",
         "detailed_status",
+        "scopes_total",  # issue 10: bounded envelopes
+        "scopes_failed",
+        "scopes_succeeded",
         "scope",
         "scope_status",
     }

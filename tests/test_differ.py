@@ -323,6 +323,9 @@ def test_started_data_for_new_running_job() -> None:
         "duration_seconds": None,
         "scopes": ["kms-a", "kms-b"],
         "detailed_status": {A: IP},
+        "scopes_total": 1,  # issue 10: bounded envelopes carry the counts
+        "scopes_failed": 0,
+        "scopes_succeeded": 0,
         "scope": None,
         "scope_status": None,
     }

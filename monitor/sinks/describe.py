@@ -94,6 +94,26 @@ def duration_text(seconds: Any) -> str | None:
     return f"{secs}s"
 
 
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def scope_counts(data: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(failed, total) scopes of a job event; None when it names none.
+
+    An event carries at most 50 ``detailed_status`` entries and counts them all in
+    ``scopes_failed``/``scopes_total`` (contract.md, "Bounded envelopes"); an event stored
+    before those counts existed is counted from its (then complete) ``detailed_status``.
+    """
+    failed, total = _count(data.get("scopes_failed")), _count(data.get("scopes_total"))
+    if failed is not None and total is not None:
+        return failed, total
+    scopes = data.get("detailed_status")
+    if not isinstance(scopes, Mapping):
+        return None
+    return sum(1 for text in scopes.values() if is_scope_failure(str(text))), len(scopes)
+
+
 def headline(event: Event) -> str:
     """One line for a person: ``Job failed: aws job 1b2c3d4e… on prod``."""
     prefix = TEST_PREFIX if is_test(event) else ""
@@ -116,12 +136,10 @@ def details(event: Event) -> list[tuple[str, str]]:
     duration = duration_text(data.get("duration_seconds"))
     if duration:
         facts.append(("Running for" if event.type is EventType.JOB_STUCK else "Duration", duration))
-    scopes = data.get("detailed_status")
-    if isinstance(scopes, Mapping) and scopes:
-        failed = sum(1 for text in scopes.values() if is_scope_failure(str(text)))
-        facts.append(
-            ("Scopes", f"{failed} of {len(scopes)} failed" if failed else str(len(scopes)))
-        )
+    counted = scope_counts(data)
+    if counted is not None and counted[1]:
+        failed, total = counted
+        facts.append(("Scopes", f"{failed} of {total} failed" if failed else str(total)))
     if data.get("consecutive_failures"):
         facts.append(("Failed polls", str(data["consecutive_failures"])))
     if data.get("reason"):

@@ -26,6 +26,7 @@ from monitor.sinks.describe import (
     details,
     headline,
     is_test,
+    scope_counts,
     severity,
     subject,
     worst,
@@ -74,9 +75,12 @@ def _code(text: str) -> str:
     return "`" + str(text).replace("`", "'") + "`"
 
 
-def _failed_scopes(events: Sequence[Event]) -> list[tuple[str, str]]:
-    """(scope, message) of every failure the batch reports, in order, without repeats."""
+def _failed_scopes(events: Sequence[Event]) -> tuple[list[tuple[str, str]], int]:
+    """(scope, message) of every failure the batch shows, in order, without repeats, and
+    how many scopes failed in all: a ``job.failed`` event lists at most 50 scopes (failed
+    first) but counts every failure in ``scopes_failed``."""
     found: dict[str, str] = {}
+    total = 0
     for event in events:
         if event.type is EventType.JOB_DOMAIN_FAILED and event.data.get("scope"):
             found.setdefault(str(event.data["scope"]), str(event.data.get("scope_status") or ""))
@@ -86,22 +90,30 @@ def _failed_scopes(events: Sequence[Event]) -> list[tuple[str, str]]:
                 for scope, text in statuses.items():
                     if is_scope_failure(str(text)):
                         found.setdefault(str(scope), str(text))
-    return list(found.items())
+            counted = scope_counts(event.data)
+            if counted is not None:
+                total = max(total, counted[0])
+    return list(found.items()), max(total, len(found))
 
 
-def _scope_list(scopes: Sequence[tuple[str, str]]) -> str:
-    """``• `scope` — message`` lines within one section, then ``…and N more``."""
+def _scope_list(scopes: Sequence[tuple[str, str]], total: int | None = None) -> str:
+    """``• `scope` — message`` lines within one section, then ``…and N more`` (``total``:
+    how many failed in all, when more than ``scopes`` lists)."""
+    total = max(total or 0, len(scopes))
     lines: list[str] = []
     size = 0
     for i, (scope, message) in enumerate(scopes):
         line = escape(f"• {_code(scope)} — {message}" if message else f"• {_code(scope)}", MAX_LINE)
-        rest = len(scopes) - i - 1
-        room = MAX_SECTION - len(f"\n…and {len(scopes)} more scopes") if rest else MAX_SECTION
+        rest = total - i - 1
+        room = MAX_SECTION - len(f"\n…and {total} more scopes") if rest else MAX_SECTION
         if size + len(line) + 1 > room:
-            lines.append(f"…and {len(scopes) - i} more scopes")
+            lines.append(f"…and {total - i} more scopes")
             break
         lines.append(line)
         size += len(line) + 1
+    else:
+        if total > len(scopes):
+            lines.append(f"…and {total - len(scopes)} more scopes")
     return "\n".join(lines)
 
 
@@ -143,9 +155,10 @@ def build_message(events: Sequence[Event]) -> dict[str, Any]:
     if is_test(main):
         note = str(main.data.get("summary") or "A test notification from cckm-monitor.")
         blocks.append(_section(f"*{note}*"))
-    scopes = _failed_scopes(events)
+    scopes, failed = _failed_scopes(events)
     if scopes:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _scope_list(scopes)}})
+        text = _scope_list(scopes, failed)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     error = main.data.get("error")
     if error:
         blocks.append(_section(f"*Error*\n{error}"))
