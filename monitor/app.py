@@ -22,17 +22,21 @@ from monitor.cm.client import ClientOptions, ManagerClient
 from monitor.config import ManagerSettings, Settings, SinkSettings
 from monitor.families import FAMILIES
 from monitor.http import HttpServer, SourceStatus, build_app
+from monitor.lockfile import InstanceLock
 from monitor.logs import REDACTOR, get_logger
 from monitor.metrics import Metrics
 from monitor.poller import PollOptions, SourcePoller
 from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Wakeup
 from monitor.sinks.registry import build_sink
-from monitor.store import Store
+from monitor.store import Store, StoreError
 from monitor.telemetry import Telemetry
 
 DRAIN_SECONDS = 10.0  # how long shutdown waits for sinks to deliver what is queued
 PRUNE_EVERY_SECONDS = 3600.0
 READY_INTERVALS = 3  # /readyz: every source polled successfully within this many intervals
+# how long one write of the running daemon may block the event loop waiting for another
+# process's lock (a `replay`); then StoreBusy, and Store.write retries with awaited back-off
+DAEMON_BUSY_TIMEOUT = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ def client_options(manager: ManagerSettings, settings: Settings) -> ClientOption
         timeout_seconds=settings.poll.timeout_seconds,
         max_concurrency=settings.poll.max_concurrency,
         max_response_bytes=settings.poll.max_response_bytes,
+        max_pages=settings.poll.max_pages,
     )
 
 
@@ -178,7 +183,7 @@ class Daemon:
     async def run_once(self) -> None:
         async with anyio.create_task_group() as tg:
             for poller in self.pollers:
-                tg.start_soon(poller.poll_once)
+                tg.start_soon(poller.poll_guarded)
         await self.drain(DRAIN_SECONDS)
 
     async def drain(self, deadline: float) -> None:
@@ -195,8 +200,11 @@ class Daemon:
         retention = self.settings.retention_days * 86400.0
         names = [w.name for w in self.workers]
         while True:
-            self.store.prune(
-                now=self.clock.now().timestamp(), retention_seconds=retention, sinks=names
+            await self.store.write(
+                self.store.prune,
+                now=self.clock.now().timestamp(),
+                retention_seconds=retention,
+                sinks=names,
             )
             await self.clock.sleep(PRUNE_EVERY_SECONDS)
 
@@ -261,7 +269,45 @@ async def run_daemon(
     handle_signals: bool = True,
     on_ready: Callable[[DaemonInfo], None] | None = None,
 ) -> None:
-    """The daemon: raises StoreError, UnsupportedSink or OSError when it cannot start."""
+    """The daemon: raises StoreError, UnsupportedSink or OSError when it cannot start,
+    AlreadyRunning when another process holds the state file, and StoreError when the
+    state file fails while running (raised as itself, never inside an exception group)."""
+    try:
+        await _run_daemon(
+            settings,
+            once=once,
+            clock=clock,
+            console=console,
+            stop=stop,
+            handle_signals=handle_signals,
+            on_ready=on_ready,
+        )
+    except BaseExceptionGroup as group:
+        fatal = _fatal_in(group)
+        if fatal is None:
+            raise
+        raise fatal from None
+
+
+def _fatal_in(group: BaseExceptionGroup[BaseException]) -> StoreError | None:
+    """The StoreError that ended the task groups (the rest is their cancellation)."""
+    for exc in group.exceptions:
+        found = _fatal_in(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(found, StoreError):
+            return found
+    return None
+
+
+async def _run_daemon(
+    settings: Settings,
+    *,
+    once: bool,
+    clock: Clock | None,
+    console: bool,
+    stop: anyio.Event | None,
+    handle_signals: bool,
+    on_ready: Callable[[DaemonInfo], None] | None,
+) -> None:
     clock = clock or SystemClock()
     log = get_logger("cckm_monitor")
     register_secrets(settings)
@@ -272,7 +318,18 @@ async def run_daemon(
                 manager=manager.name,
                 hint="verify_tls is false: the manager's certificate is not checked",
             )
-    store = Store.open(settings.state_path)
+    # one daemon per state file (--once too), held until this process ends
+    lock = (
+        None
+        if str(settings.state_path) == ":memory:"
+        else InstanceLock.acquire(settings.state_path)
+    )
+    try:
+        store = Store.open(settings.state_path)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     registry = CollectorRegistry()  # never the global one: one daemon, one registry
     metrics = Metrics.from_settings(registry, settings, [s.name for s in settings.sinks])
     telemetry = Telemetry(log, metrics, clock=clock)
@@ -293,6 +350,8 @@ async def run_daemon(
             )
             for poller in daemon.pollers:  # jobs running at the last stop, until the first poll
                 telemetry.running_jobs(poller.manager, poller.source, poller.running)
+            # from now on the event loop serves: a write never waits long for a lock
+            store.set_busy_timeout(DAEMON_BUSY_TIMEOUT)
             if once:
                 await daemon.run_once()
                 return
@@ -307,6 +366,7 @@ async def run_daemon(
                         if settings.http.auth_token
                         else None
                     ),
+                    sinks=[w.name for w in daemon.workers],
                 ),
                 settings.http.host,
                 settings.http.port,
@@ -334,3 +394,5 @@ async def run_daemon(
             log.info("daemon.stopped")
     finally:
         store.close()
+        if lock is not None:
+            lock.release()

@@ -63,6 +63,11 @@ class FakeClock:
             self._changed.set()
             self._changed = None
 
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock alone (NTP, an operator, a VM resumed): monotonic time
+        does not move."""
+        self._wall += seconds
+
     async def sleep(self, seconds: float) -> None:
         until = self._mono + max(seconds, 0.0)
         if self.autojump and until > self._mono:

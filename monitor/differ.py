@@ -11,6 +11,11 @@ can be tested as a matrix and as a property. Rules (contract.md, cckm-api.md):
 - a finished job never seen before and created before the newest job already seen (the
   *watermark*) is history, not news: ignored. Ties are not history: the baseline records
   the finished jobs created exactly at the watermark, so they are known, not new;
+- the watermark believes no stamp later than the manager's own present (its ``Date``), so
+  a job dated in the future cannot hide the jobs after it; when the manager's clock shows
+  it stepped back, the history bound moves down with it (``history_bound``);
+- ages (``job.stuck``) are measured at the earlier of the monitor's and the manager's
+  present, so neither clock jumping forward makes young jobs look old;
 - once a terminal event is recorded, the job is frozen: later changes emit nothing.
 """
 
@@ -18,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from monitor.model import (
@@ -36,6 +42,14 @@ from monitor.model import (
 )
 
 DOWN_AFTER_FAILURES = 3  # source.down after this many failed cycles in a row
+# Clocks are compared to the second (HTTP Date) plus a request's latency: differences
+# smaller than this are noise, not a manager clock that stepped back.
+CLOCK_TOLERANCE = timedelta(seconds=5)
+# Without a Date header, a createdAt this far past the monitor's own clock is from the future.
+UNDATED_FUTURE = timedelta(hours=1)
+# At first start, finished jobs this far below the newest are recorded as history: a
+# manager clock stepping back later by up to this much presents none of them as new.
+BASELINE_WINDOW = timedelta(hours=24)
 
 
 def terminal_type(snapshot: JobSnapshot) -> EventType:
@@ -58,6 +72,45 @@ def job_age(essence_or_snapshot: JobSnapshot, first_seen: datetime, now: datetim
     return (now - start).total_seconds()
 
 
+MAX_ENVELOPE_SCOPES = 50  # detailed_status entries and scope names one event carries
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSummary:
+    """A job's ``detailed_status`` as an event carries it: bounded, with the counts."""
+
+    entries: tuple[tuple[str, str], ...]  # at most MAX_ENVELOPE_SCOPES, the failed ones first
+    total: int
+    failed: int
+    succeeded: int
+
+
+def is_scope_success(value: str) -> bool:
+    """A ``detailed_status`` value that ends ``... successfully``."""
+    return value.strip().lower().endswith("successfully")
+
+
+@lru_cache(maxsize=16)
+def scope_summary(detailed_status: tuple[tuple[str, str], ...]) -> ScopeSummary:
+    """The bounded entries and the counts of one snapshot's ``detailed_status``.
+
+    Failed entries first, then the rest, each part in the snapshot's (key) order; values
+    cut to ``MAX_TEXT``. Cached: a poll that finds 2,000 failed scopes of one job emits
+    2,000 events of the same snapshot, and each must cost O(1), not O(scopes).
+    """
+    failed: list[tuple[str, str]] = []
+    rest: list[tuple[str, str]] = []
+    for pair in detailed_status:
+        (failed if is_scope_failure(pair[1]) else rest).append(pair)
+    shown = (failed + rest)[:MAX_ENVELOPE_SCOPES]
+    return ScopeSummary(
+        entries=tuple((k, truncate(v)) for k, v in shown),
+        total=len(detailed_status),
+        failed=len(failed),
+        succeeded=sum(1 for _, v in rest if is_scope_success(v)),
+    )
+
+
 def event_data(
     manager: str,
     source: str,
@@ -69,7 +122,14 @@ def event_data(
     scope: str | None = None,
     scope_status: str | None = None,
 ) -> dict[str, Any]:
-    """The envelope's ``data`` for a job event (contract.md)."""
+    """The envelope's ``data`` for a job event (contract.md).
+
+    Bounded whatever the job's size ("Bounded envelopes"): ``scopes`` and
+    ``detailed_status`` hold at most ``MAX_ENVELOPE_SCOPES`` items (failed scopes first),
+    and ``scopes_total``/``scopes_failed``/``scopes_succeeded`` count all of them, so the
+    N events of a job with N scopes cost O(N), not O(N²).
+    """
+    summary = scope_summary(snapshot.detailed_status)
     return {
         "manager": manager,
         "source": source,
@@ -82,8 +142,11 @@ def event_data(
         "updated_at": format_optional(snapshot.updated_at),
         "completed_at": format_optional(snapshot.completed_at),
         "duration_seconds": duration,
-        "scopes": list(snapshot.scopes),
-        "detailed_status": {k: truncate(v) for k, v in snapshot.detailed_status},
+        "scopes": list(snapshot.scopes[:MAX_ENVELOPE_SCOPES]),
+        "detailed_status": dict(summary.entries),
+        "scopes_total": summary.total,
+        "scopes_failed": summary.failed,
+        "scopes_succeeded": summary.succeeded,
         "scope": scope,
         "scope_status": None if scope_status is None else truncate(scope_status),
     }
@@ -121,12 +184,16 @@ def diff_job(
     stuck_after_seconds: float,
     baseline: bool = False,
     watermark: datetime | None = None,
+    age_now: datetime | None = None,
 ) -> tuple[JobEssence | None, list[Event]]:
     """Compare one job with its last-seen essence.
 
-    ``current`` is None when the manager answered 404 for a tracked job. Returns the
-    essence to remember (None: nothing to remember) and the events, in order.
+    ``current`` is None when the manager answered 404 for a tracked job. ``watermark``:
+    an unknown finished job created before it is history. ``age_now``: the instant ages
+    are measured at (default ``now``). Returns the essence to remember (None: nothing to
+    remember) and the events, in order.
     """
+    aged_at = now if age_now is None else age_now
     out = _Emitter(manager, source, now)
     if previous is None:
         if current is None:
@@ -155,7 +222,7 @@ def diff_job(
             return replace(previous, terminal=EventType.JOB_VANISHED.value), out.events
         if current == previous.snapshot and (
             previous.stuck_reported
-            or job_age(current, previous.first_seen, now) <= stuck_after_seconds
+            or job_age(current, previous.first_seen, aged_at) <= stuck_after_seconds
         ):
             return previous, []  # the common case: nothing moved, nothing is due
         essence = replace(previous, snapshot=current)
@@ -175,7 +242,7 @@ def diff_job(
                 previous_status=prior_status,
             )
     if current.running:
-        age = job_age(current, essence.first_seen, now)
+        age = job_age(current, essence.first_seen, aged_at)
         if not essence.stuck_reported and age > stuck_after_seconds:
             out.emit(
                 EventType.JOB_STUCK, current, previous_status=prior_status, duration=round(age, 6)
@@ -221,6 +288,8 @@ def diff_source(
     stuck_after_seconds: float,
     baseline: bool,
     watermark: datetime | None,
+    history_before: datetime | None = None,
+    present: datetime | None = None,
 ) -> SourceDiff:
     """Diff one whole poll of a source.
 
@@ -228,11 +297,21 @@ def diff_source(
     ``current`` that is known; ``gone`` lists tracked jobs that answered 404. Tracked
     running jobs absent from both are left alone (the poller guarantees they are
     listed or fetched; an incomplete poll is never diffed).
+
+    ``history_before`` (default: the watermark): unknown finished jobs created before it
+    are history; ``history_bound`` computes it. ``present``: the manager's present (its
+    ``Date``), which the new watermark never passes and at which ages are measured when
+    it is earlier than ``now``.
     """
     changed: dict[str, JobEssence] = {}
     events: list[Event] = []
     seen: set[str] = set()
     newest = watermark
+    # the watermark never believes a stamp later than the manager's present: a job stamped
+    # in the future would otherwise make every later job look like history
+    ceiling = (now + UNDATED_FUTURE) if present is None else present
+    age_now = now if present is None else min(now, present)
+    bound = watermark if history_before is None else history_before
     listed = sorted(current, key=_creation_order)
     for snapshot in listed:
         if snapshot.job_id in seen:
@@ -247,31 +326,49 @@ def diff_source(
             now,
             stuck_after_seconds=stuck_after_seconds,
             baseline=baseline,
-            watermark=watermark,
+            watermark=bound,
+            age_now=age_now,
         )
         if essence is not None and essence != old:
             changed[snapshot.job_id] = essence
         events.extend(job_events)
-        if snapshot.created_at is not None and (newest is None or snapshot.created_at > newest):
-            newest = snapshot.created_at
+        if snapshot.created_at is not None:
+            # a stamp from the future does not move the watermark past the present
+            stamp = min(snapshot.created_at, ceiling)
+            if newest is None or stamp > newest:
+                newest = stamp
     for job_id in gone:
         old = previous.get(job_id)
         if old is None or job_id in seen:
             continue
         essence, job_events = diff_job(
-            manager, source, old, None, now, stuck_after_seconds=stuck_after_seconds
+            manager,
+            source,
+            old,
+            None,
+            now,
+            stuck_after_seconds=stuck_after_seconds,
+            age_now=age_now,
         )
         if essence is not None and essence != old:
             changed[job_id] = essence
         events.extend(job_events)
     if baseline:
         # remember the finished jobs the watermark cannot rule out later: those created
-        # at its very instant (a tie is not history) and those with no createdAt at all
+        # at its very instant (a tie is not history), those with no createdAt at all, and
+        # (with the manager's Date) those of the last day, which a later history bound may
+        # still reach when the manager's clock steps back
+        floor = newest
+        if newest is not None and present is not None:
+            floor = min(newest, present) - BASELINE_WINDOW
         for snapshot in listed:
             if (
                 not snapshot.running
                 and snapshot.job_id not in previous
-                and (snapshot.created_at is None or snapshot.created_at == newest)
+                and (
+                    snapshot.created_at is None
+                    or (floor is not None and snapshot.created_at >= floor)
+                )
             ):
                 changed.setdefault(
                     snapshot.job_id,
@@ -283,6 +380,35 @@ def diff_source(
                     ),
                 )
     return SourceDiff(changed=changed, events=events, watermark=newest)
+
+
+def history_bound(
+    watermark: datetime | None,
+    *,
+    present: datetime | None,
+    previous_present: datetime | None,
+    elapsed_seconds: float | None,
+) -> datetime | None:
+    """Where "history" begins for the next poll: the watermark, unless the manager's
+    clock shows that jobs created since the last good poll may carry older stamps.
+
+    Jobs created since then are stamped no earlier than ``previous_present`` (the
+    manager's present at that poll) or, when its clock stepped back meanwhile, than
+    ``present - elapsed``. When that is more than ``CLOCK_TOLERANCE`` before the
+    watermark, the bound moves down to it (less the tolerance): the walk goes deeper and
+    no new job is called history because of its stamp. ``present`` alone (after a
+    restart) lowers the bound to the present when the watermark is ahead of it.
+    """
+    if watermark is None or present is None:
+        return watermark
+    earliest = present
+    if previous_present is not None:
+        earliest = min(earliest, previous_present)
+        if elapsed_seconds is not None:
+            earliest = min(earliest, present - timedelta(seconds=max(elapsed_seconds, 0.0)))
+    if earliest >= watermark - CLOCK_TOLERANCE:
+        return watermark
+    return earliest - CLOCK_TOLERANCE
 
 
 def _creation_order(snapshot: JobSnapshot) -> tuple[float, str]:

@@ -11,6 +11,14 @@ jobs, never to history:
 
 ``strategy: full`` lists everything instead, for managers that ignore ``sort``.
 A poll that fails part-way is discarded whole: only complete data is diffed.
+
+The manager's own clock (its ``Date`` header) bounds what the walk believes: a job
+stamped in the future does not move the watermark, and a clock that stepped back moves
+the walk's floor down with it (``differ.history_bound``).
+
+Each cycle is supervised: an unexpected exception (a bug) is logged with its traceback
+the first time, counted as a failed poll (``reason="internal"``), and the source polls
+again next cycle. Only ``StoreError`` (the state file is gone or unwritable) ends it.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import pairwise
 from typing import Protocol
 
@@ -25,12 +34,20 @@ import anyio
 
 from monitor.clock import Clock
 from monitor.cm.client import ManagerClient
-from monitor.cm.errors import CMError, NotFound
+from monitor.cm.errors import INTERNAL, CMError, NotFound
 from monitor.cm.parse import Page
-from monitor.differ import SourceHealth, diff_health, diff_source
+from monitor.differ import (
+    BASELINE_WINDOW,
+    SourceHealth,
+    diff_health,
+    diff_source,
+    history_bound,
+)
 from monitor.families import Family
-from monitor.model import IN_PROGRESS, Event, JobEssence, JobSnapshot
-from monitor.store import Store
+from monitor.model import IN_PROGRESS, Event, JobEssence, JobSnapshot, truncate
+from monitor.store import Store, StoreError
+
+BASELINE_PAGES = 10  # the first start's walk into the past stops here at the latest
 
 
 class PollObserver(Protocol):
@@ -61,6 +78,38 @@ class PollObserver(Protocol):
         consecutive_failures: int,
     ) -> None: ...
 
+    def poll_crashed(
+        self, manager: str, source: str, *, error: BaseException, traceback: bool
+    ) -> None:
+        """A bug of ours in a cycle (``traceback``: the first time this one is seen)."""
+        ...
+
+
+class _BaselineWalk:
+    """Where the first start's newest-first walk stops: at ``BASELINE_WINDOW`` below the
+    newest job, or after ``BASELINE_PAGES`` pages. The finished jobs it sees are recorded
+    as history, so that a manager clock stepping back later (which lowers the history
+    bound) does not present them as new."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+        self.newest: datetime | None = None
+
+    def __call__(self, page: Page) -> bool:
+        self.pages += 1
+        stamps = [j.created_at for j in page.jobs if j.created_at is not None]
+        if self.newest is None and stamps:
+            self.newest = max(stamps)
+        if self.pages >= BASELINE_PAGES or self.newest is None:
+            return True
+        return bool(stamps) and min(stamps) < self.newest - BASELINE_WINDOW
+
+
+class InternalError(CMError):
+    """A cycle ended by an unexpected exception: counted like a failed poll."""
+
+    reason = INTERNAL
+
 
 @dataclass(frozen=True, slots=True)
 class PollOptions:
@@ -77,6 +126,8 @@ class Fetched:
 
     jobs: list[JobSnapshot]
     gone: list[str]
+    history_before: datetime | None  # unknown finished jobs created before it are history
+    present: datetime | None  # the manager's present, by its Date header
 
 
 class SourcePoller:
@@ -112,6 +163,9 @@ class SourcePoller:
         self.running: dict[str, JobEssence] = dict(state.running)
         self.last_success: float | None = None  # monotonic
         self.strategy = options.strategy  # may fall back to "full" (see _newest)
+        self._present: datetime | None = None  # the manager's present at the last good poll
+        self._history_before: datetime | None = None  # this cycle's floor of the walk
+        self._crashes_seen: set[str] = set()  # bugs already logged with their traceback
 
     # --- one cycle ----------------------------------------------------------------
 
@@ -121,7 +175,7 @@ class SourcePoller:
         try:
             fetched = await self._fetch()
         except CMError as exc:
-            return self._failed(exc, self._clock.monotonic() - started)
+            return await self._failed(exc, self._clock.monotonic() - started)
         now = self._clock.now()
         known_ids = [j.job_id for j in fetched.jobs if j.job_id not in self.running]
         previous = dict(self.running)
@@ -136,12 +190,15 @@ class SourcePoller:
             stuck_after_seconds=self._options.stuck_after_seconds,
             baseline=not self._baseline_done,
             watermark=self._watermark,
+            history_before=fetched.history_before,
+            present=fetched.present,
         )
         health, health_events = diff_health(
             self.manager, self.source, self.health, ok=True, now=now
         )
         events = [*result.events, *health_events]
-        self._store.commit_poll(
+        await self._store.write(  # retried while another process holds the write lock
+            self._store.commit_poll,
             self.manager,
             self.source,
             changed=result.changed,
@@ -153,6 +210,7 @@ class SourcePoller:
         # memory follows the store only after the commit succeeded
         self._baseline_done = True
         self._watermark = result.watermark
+        self._present = fetched.present
         self.health = health
         for job_id, essence in result.changed.items():
             if essence.tracked_running:
@@ -171,7 +229,7 @@ class SourcePoller:
             self._on_commit()
         return events
 
-    def _failed(self, error: CMError, seconds: float) -> list[Event]:
+    async def _failed(self, error: CMError, seconds: float) -> list[Event]:
         now = self._clock.now()
         health, events = diff_health(
             self.manager,
@@ -182,8 +240,13 @@ class SourcePoller:
             reason=error.reason,
             error=error.message,
         )
-        self._store.commit_health(
-            self.manager, self.source, health=health, events=events, now=now.timestamp()
+        await self._store.write(  # retried while another process holds the write lock
+            self._store.commit_health,
+            self.manager,
+            self.source,
+            health=health,
+            events=events,
+            now=now.timestamp(),
         )
         self.health = health
         self._observer.poll_failed(
@@ -203,10 +266,12 @@ class SourcePoller:
         keep = self._known
         if self.strategy == "full":
             listed = await self._client.list_jobs(self.family, page_size=size, keep=keep)
+            self._bound_history()
         else:
             running = await self._client.list_jobs(
                 self.family, page_size=size, filters={"overall_status": IN_PROGRESS}, keep=keep
             )
+            self._bound_history()  # the running list's answers carried the manager's Date
             newest = await self._newest(size)
             if newest is None:  # the manager ignores sort: list everything from now on
                 listed = await self._client.list_jobs(self.family, page_size=size, keep=keep)
@@ -215,7 +280,22 @@ class SourcePoller:
         seen = {job.job_id for job in listed}
         missing = [job_id for job_id in self.running if job_id not in seen]
         fetched, gone = await self._fetch_by_id(missing)
-        return Fetched(jobs=listed + fetched, gone=gone)
+        return Fetched(
+            jobs=listed + fetched,
+            gone=gone,
+            history_before=self._history_before,
+            present=self._client.manager_now(),
+        )
+
+    def _bound_history(self) -> None:
+        """This cycle's history bound, from the manager's present and the last poll's."""
+        elapsed = None if self.last_success is None else self._clock.monotonic() - self.last_success
+        self._history_before = history_bound(
+            self._watermark,
+            present=self._client.manager_now(),
+            previous_present=self._present,
+            elapsed_seconds=elapsed,
+        )
 
     async def _newest(self, size: int) -> list[JobSnapshot] | None:
         """Jobs newest first, down to the watermark; None if the manager ignores ``sort``."""
@@ -228,10 +308,10 @@ class SourcePoller:
                 stop=self._reached_watermark,
                 keep=self._known,
             )
-        else:  # first start: one page sets the watermark (and shows the order)
-            jobs = (
-                await self._client.list_page(self.family, skip=0, limit=size, filters=sort)
-            ).jobs
+        else:  # first start: the watermark, the order, and the recent past as history
+            jobs = await self._client.list_jobs(
+                self.family, page_size=size, filters=sort, stop=_BaselineWalk()
+            )
         stamps = [j.created_at for j in jobs if j.created_at is not None]
         if all(a >= b for a, b in pairwise(stamps)):
             return jobs
@@ -252,7 +332,7 @@ class SourcePoller:
         return essence.snapshot if essence is not None and essence.snapshot == job else job
 
     def _reached_watermark(self, page: Page) -> bool:
-        mark = self._watermark
+        mark = self._history_before
         if mark is None:
             return False
         # strictly older: jobs sharing the watermark's instant may straddle the page end
@@ -285,10 +365,33 @@ class SourcePoller:
         spread = interval * self._options.jitter_fraction
         return max(interval + self._rng.uniform(-spread, spread), 0.0)
 
+    async def poll_guarded(self) -> list[Event]:
+        """``poll_once`` under supervision: a bug ends this cycle, not the daemon."""
+        try:
+            return await self.poll_once()
+        except StoreError:
+            raise
+        except Exception as exc:  # a bug of ours: log it, count it, poll again next cycle
+            key = f"{type(exc).__name__}: {exc}"
+            first = key not in self._crashes_seen
+            if first and len(self._crashes_seen) < 100:
+                self._crashes_seen.add(key)
+            self._observer.poll_crashed(self.manager, self.source, error=exc, traceback=first)
+            error = InternalError(
+                f"{self.source} poll: an unexpected error ({truncate(key, 200)}); "
+                "the cycle was discarded"
+            )
+            try:
+                return await self._failed(error, 0.0)
+            except StoreError:
+                raise
+            except Exception:  # reporting the failure failed too: the crash is logged
+                return []
+
     async def run(self) -> None:
         """Poll until cancelled; a cycle never overlaps the previous one."""
         while True:
             started = self._clock.monotonic()
-            await self.poll_once()
+            await self.poll_guarded()
             elapsed = self._clock.monotonic() - started
             await self._clock.sleep(max(self.next_delay() - elapsed, 0.0))

@@ -15,7 +15,7 @@ from monitor.cm.errors import REASONS, CMError
 from monitor.logs import get_logger
 from monitor.metrics import Metrics, bounded_code, bounded_reason
 from monitor.model import TERMINAL_EVENTS, Event, JobEssence
-from monitor.sinks.base import DEAD_LETTER, FAILURE_REASONS, DeliveryError
+from monitor.sinks.base import DEAD_LETTER, FAILURE_REASONS, INTERNAL, DeliveryError
 
 
 def start_times(running: Mapping[str, JobEssence]) -> dict[str, float]:
@@ -112,6 +112,19 @@ class Telemetry:
         self._count_events(m, manager, source, events)
         # a failed poll learns nothing about jobs: the running gauges keep their values
 
+    def poll_crashed(
+        self, manager: str, source: str, *, error: BaseException, traceback: bool
+    ) -> None:
+        # counted by the poll_failed that follows (reason="internal")
+        self._log.error(
+            "poll.internal_error",
+            manager=manager,
+            source=source,
+            error=f"{type(error).__name__}: {error}",
+            hint="a bug in cckm-monitor; the source polls again next cycle",
+            exc_info=error if traceback else None,
+        )
+
     @staticmethod
     def _count_events(m: Metrics, manager: str, source: str, events: Sequence[Event]) -> None:
         for event in events:
@@ -173,6 +186,17 @@ class Telemetry:
         )
         if self._metrics is not None:
             self._metrics.sink_disabled.labels(sink).set(1)
+
+    def delivery_crashed(self, sink: str, *, error: BaseException, traceback: bool) -> None:
+        self._log.error(
+            "delivery.internal_error",
+            sink=sink,
+            error=f"{type(error).__name__}: {error}",
+            hint="a bug in cckm-monitor; nothing was lost, delivery tries again shortly",
+            exc_info=error if traceback else None,
+        )
+        if self._metrics is not None:
+            self._metrics.notification_failures.labels(sink, INTERNAL).inc()
 
     # --- the manager's API ----------------------------------------------------------
 

@@ -33,6 +33,12 @@ class PollRecorder:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     successes: int = 0
     strategy_changes: list[tuple[str, str]] = field(default_factory=list)
+    crashes: list[tuple[str, str, bool]] = field(default_factory=list)  # (source, error, tb)
+
+    def poll_crashed(
+        self, manager: str, source: str, *, error: BaseException, traceback: bool
+    ) -> None:
+        self.crashes.append((source, f"{type(error).__name__}: {error}", traceback))
 
     def strategy_changed(self, manager: str, source: str, *, strategy: str, reason: str) -> None:
         self.strategy_changes.append((source, strategy))

@@ -72,6 +72,7 @@ class Recorder:
         self.delivered_ids: list[str] = []
         self.depth = -1
         self.disabled = ""
+        self.crashes: list[tuple[str, bool]] = []
 
     def delivered(self, sink: str, event: Event, seconds: float) -> None:
         self.delivered_ids.append(event.id)
@@ -86,6 +87,9 @@ class Recorder:
 
     def sink_disabled(self, sink: str, reason: str) -> None:
         self.disabled = reason
+
+    def delivery_crashed(self, sink: str, *, error: BaseException, traceback: bool) -> None:
+        self.crashes.append((f"{type(error).__name__}: {error}", traceback))
 
 
 @pytest.fixture

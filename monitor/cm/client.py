@@ -14,10 +14,13 @@ import random
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import anyio
+import yarl
 
 from monitor.clock import Clock, SystemClock
 from monitor.cm.auth import AUTH_PATH, Credentials, Token, parse_token
@@ -31,11 +34,13 @@ from monitor.cm.errors import (
     TransportError,
 )
 from monitor.cm.parse import Page, decode_json, error_description, parse_job, parse_page
+from monitor.cm.paths import job_path
 from monitor.families import Family
 from monitor.model import JobSnapshot
+from monitor.neterrors import describe
 from monitor.retry import backoff_delay, parse_retry_after
 
-MAX_PAGES = 100_000  # a list that never ends is a broken manager, not a long history
+MAX_PAGES = 1000  # poll.max_pages: a list that never ends is a broken manager, not history
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class ClientOptions:
     timeout_seconds: float = 10.0
     max_concurrency: int = 4
     max_response_bytes: int = 16 * 1024 * 1024
+    max_pages: int = MAX_PAGES  # one listing; beyond: InvalidResponse, nothing of it is used
     retries: int = 2  # further attempts after the first, for retryable failures
     backoff_initial: float = 0.5
     backoff_cap: float = 10.0
@@ -59,6 +65,19 @@ class _Unauthorized(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+def _http_date(header: str | None) -> datetime | None:
+    """An HTTP ``Date`` header -> aware UTC; None when absent or not a usable date."""
+    if not header:
+        return None
+    try:
+        stamp = parsedate_to_datetime(header)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
@@ -86,6 +105,7 @@ class ManagerClient:
         self._login_lock = anyio.Lock()
         self._token: Token | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._date: tuple[datetime, float] | None = None  # last Date header, monotonic then
 
     async def __aenter__(self) -> ManagerClient:
         connector = aiohttp.TCPConnector(
@@ -126,7 +146,12 @@ class ManagerClient:
         stop: Callable[[Page], bool] | None = None,
         keep: Callable[[JobSnapshot], JobSnapshot] | None = None,
     ) -> list[JobSnapshot]:
-        """Walk pages until a short page, ``total``, or ``stop(page)``; de-duplicate by id.
+        """Walk pages until a short or empty page, or ``stop(page)``; de-duplicate by id.
+
+        ``total`` is not trusted: a manager that under-counts would truncate the walk, so
+        only a short page ends it (a page as long as the smaller of the asked and the
+        answered ``limit`` is full). At most ``max_pages`` pages: a list that never ends is
+        an ``InvalidResponse`` and none of it is used.
 
         ``keep`` maps each job to the object to hold: the poller hands back the snapshot
         it already has when nothing changed, so that a cycle does not hold a second copy
@@ -134,35 +159,55 @@ class ManagerClient:
         """
         seen: dict[str, JobSnapshot] = {}
         skip = 0
-        for _ in range(MAX_PAGES):
+        pages = self.options.max_pages
+        for _ in range(pages):
             page = await self.list_page(family, skip=skip, limit=page_size, filters=filters)
             for job in page.jobs:
                 if job.job_id not in seen:
                     seen[job.job_id] = job if keep is None else keep(job)
-            if not page.jobs or len(page.jobs) < (page.limit or page_size):
+            if len(page.jobs) < min(page.limit or page_size, page_size):
                 break
             if stop is not None and stop(page):
                 break
             skip += len(page.jobs)
-            if page.total is not None and skip >= page.total:
-                break
         else:
-            raise InvalidResponse(f"{family.source} list: more than {MAX_PAGES} pages")
+            raise InvalidResponse(
+                f"{family.source} list: more than {pages} pages (poll.max_pages); "
+                "the listing is discarded"
+            )
         return list(seen.values())
+
+    def manager_now(self) -> datetime | None:
+        """The manager's present by its own clock: its last ``Date`` header plus the time
+        since (None before any answer with a valid one)."""
+        if self._date is None:
+            return None
+        stamp, at = self._date
+        return stamp + timedelta(seconds=max(self._clock.monotonic() - at, 0.0))
+
+    def _saw_date(self, header: str | None) -> None:
+        stamp = _http_date(header)
+        if stamp is not None:
+            self._date = (stamp, self._clock.monotonic())
 
     async def get_job(self, family: Family, job_id: str) -> JobSnapshot:
         """One job; ``NotFound`` when the manager answers 404."""
+        path = job_path(family.path, job_id)  # InvalidJobId before anything is sent
         what = f"{family.source} job {job_id}"
-        raw = await self._call("GET", f"{family.path}/{job_id}", what=what)
+        raw = await self._call("GET", path, what=what)
         job = parse_job(raw, family, what)
         if job.job_id != job_id:
             raise InvalidResponse(f"{what}: the answer is about job {job.job_id}")
         return job
 
     async def cancel_job(self, family: Family, job_id: str) -> JobSnapshot:
+        path = job_path(family.path, job_id, "/cancel")  # InvalidJobId: nothing is sent
         what = f"{family.source} cancel {job_id}"
-        raw = await self._call("POST", f"{family.path}/{job_id}/cancel", what=what)
-        return parse_job(raw, family, what)
+        raw = await self._call("POST", path, what=what)
+        job = parse_job(raw, family, what)
+        if job.job_id != job_id:
+            raise InvalidResponse(f"{what}: the answer is about job {job.job_id}")
+        return job
 
     async def login(self) -> None:
         """Get a token now (``jobs`` and ``cancel`` fail fast on bad credentials)."""
@@ -247,7 +292,9 @@ class ManagerClient:
         if self._session is None:
             raise RuntimeError("ManagerClient used outside 'async with'")
         headers = {"Authorization": f"Bearer {jwt}"} if jwt else {}
-        url = self.options.url + path
+        # ``path`` is already percent-encoded (paths.job_path): sent as it is, never
+        # decoded nor normalised, so an id cannot climb into another family's path
+        url = yarl.URL(str(yarl.URL(self.options.url)).rstrip("/") + path, encoded=True)
         async with self._limit:
             try:
                 with anyio.fail_after(self.options.timeout_seconds):
@@ -258,22 +305,20 @@ class ManagerClient:
                         status = resp.status
                         content_type = resp.content_type
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                        self._saw_date(resp.headers.get("Date"))
             except TimeoutError:
                 self._on_response("timeout")
                 raise RequestTimeout(
-                    f"{what}: no answer within {self.options.timeout_seconds:g} s"
-                ) from None
-            except aiohttp.ClientConnectorCertificateError as exc:
-                self._on_response("connection")
-                raise TransportError(
-                    f"{what}: TLS certificate of {self.options.url} not "
-                    f"trusted ({exc.certificate_error}); set ca_file"
+                    f"{what}: {self.options.url} timed out "
+                    f"(no answer within {self.options.timeout_seconds:g} s)"
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
+                failure = describe(exc)  # in words: refused, name not resolved, TLS …
                 self._on_response("connection")
-                raise TransportError(
-                    f"{what}: connection to {self.options.url} failed ({type(exc).__name__})"
-                ) from None
+                message = f"{what}: {self.options.url}: {failure.words}"
+                if failure.tls_untrusted:
+                    message += "; its certificate is not trusted: set ca_file"
+                raise TransportError(message) from None
         self._on_response(str(status))
         return self._interpret(status, content_type, payload, retry_after, what)
 

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
@@ -32,6 +33,13 @@ def build_app(config: SimConfig, *, clock: Callable[[], float] = time.time) -> w
     """
     app = web.Application()
     app[SIMULATOR] = Simulator.create(config, clock)
+
+    async def date_header(request: web.Request, response: web.StreamResponse) -> None:
+        # the manager's own clock, as a real manager's answers carry it (the monitor bounds
+        # what it believes of job timestamps by it)
+        response.headers["Date"] = formatdate(clock(), usegmt=True)
+
+    app.on_response_prepare.append(date_header)
     add_routes(app)
     app.router.add_route("*", "/api", handle_api)
     app.router.add_route("*", "/api/{tail:.*}", handle_api)

@@ -18,9 +18,10 @@ from typing import Protocol
 import anyio
 
 from monitor.clock import Clock
+from monitor.logs import REDACTOR
 from monitor.model import Event
 from monitor.retry import backoff_delay
-from monitor.store import OutboxEntry, Store
+from monitor.store import OutboxEntry, Store, StoreError
 
 # failure reasons: the `reason` label of cckm_notification_failures_total
 TIMEOUT = "timeout"
@@ -31,14 +32,16 @@ AUTH = "auth"  # 401/403: the receiver refuses our credentials
 INVALID = "invalid_response"  # a redirect, a non-HTTP answer, a sink's own bug
 DEAD_LETTER = "dead_letter"
 DISABLED = "disabled"
-# the contract's fixed set, plus what only delivery has: giving up and a disabled sink
+INTERNAL = "internal"  # a bug of ours outside the sink's send, caught by the supervisor
+# the contract's fixed set, plus what only delivery has: giving up, a disabled sink, a bug
 FAILURE_REASONS = (
-    TIMEOUT, CONNECTION, HTTP_4XX, HTTP_5XX, AUTH, INVALID, DEAD_LETTER, DISABLED,
+    TIMEOUT, CONNECTION, HTTP_4XX, HTTP_5XX, AUTH, INVALID, DEAD_LETTER, DISABLED, INTERNAL,
 )  # fmt: skip
 
 
 class DeliveryError(Exception):
-    """One delivery attempt failed. The message must hold no secret (no full URL)."""
+    """One delivery attempt failed. The message must hold no secret (no full URL); every
+    configured secret a receiver echoed into it is scrubbed here, when it is made."""
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         disable: bool = False,
     ) -> None:
+        message = REDACTOR.scrub_text(message)
         super().__init__(message)
         self.message = message
         self.reason = reason
@@ -115,6 +119,10 @@ class DeliveryObserver(Protocol):
     def queue_depth(self, sink: str, depth: int) -> None: ...
 
     def sink_disabled(self, sink: str, reason: str) -> None: ...
+
+    def delivery_crashed(self, sink: str, *, error: BaseException, traceback: bool) -> None:
+        """A bug of ours in a delivery round (``traceback``: the first time it is seen)."""
+        ...
 
 
 class Wakeup:
@@ -190,16 +198,31 @@ class DeliveryWorker:
         self._max_batch = max(1, sink.max_batch)
         self._page = max(batch, self._max_batch)
         self.disabled: str | None = None  # why, after a 410
+        self._crashes_seen: set[str] = set()  # bugs already logged with their traceback
 
     async def run(self, idle_seconds: float = 5.0) -> None:
         """Deliver until cancelled, sleeping until woken when the outbox is empty.
 
         The idle wake-up also picks up dead letters re-queued by ``cckm-monitor replay``
-        from another process.
+        from another process. A bug in a round is logged, counted (``internal``) and the
+        round tried again after ``idle_seconds``: nothing unacknowledged is lost. Only
+        ``StoreError`` (the state file is gone or unwritable) ends the worker.
         """
         while True:
             seen = self._wakeup.generation
-            if not await self.deliver_pending():
+            try:
+                handled = await self.deliver_pending()
+            except StoreError:
+                raise
+            except Exception as exc:  # a bug of ours: log it, count it, try again later
+                key = f"{type(exc).__name__}: {exc}"
+                first = key not in self._crashes_seen
+                if first and len(self._crashes_seen) < 100:
+                    self._crashes_seen.add(key)
+                self._observer.delivery_crashed(self.name, error=exc, traceback=first)
+                await self._clock.sleep(idle_seconds)
+                continue
+            if not handled:
                 await self._wakeup.wait(seen, idle_seconds)
 
     async def deliver_pending(self) -> int:
@@ -258,22 +281,28 @@ class DeliveryWorker:
 
     async def _handle(self, batch: _Batch) -> None:
         if not batch.sent:
-            self._store.ack_many(self.name, batch.seqs)
+            await self._store.write(self._store.ack_many, self.name, batch.seqs)
             return
         if self.disabled is not None:
             gone = DeliveryError(self.disabled, reason=DISABLED, retryable=False)
             self._observer.failed(self.name, batch.events, gone, 0, True)
-            self._settle_dead(batch, reason=self.disabled, attempts=0)
+            await self._settle_dead(batch, reason=self.disabled, attempts=0)
             return
         events = batch.events
         attempt = 0
+        first_try = self._clock.monotonic()
+        age_then = self._wall_age(batch)
         while True:
             attempt += 1
             started = self._clock.monotonic()
             try:
                 await self.sink.send(events)
             except DeliveryError as exc:
-                if await self._after_failure(batch, exc, attempt):
+                # steady: the age at the first attempt plus monotonic time since, so a wall
+                # clock stepped forward dead-letters nothing young (and the wall age still
+                # counts when it is smaller, e.g. after a restart)
+                age = min(self._wall_age(batch), age_then + self._clock.monotonic() - first_try)
+                if await self._after_failure(batch, exc, attempt, age):
                     return
                 continue
             except Exception as exc:  # a bug in a sink must not stop the daemon
@@ -283,28 +312,35 @@ class DeliveryWorker:
                     reason=INVALID,
                     retryable=False,
                 )
-                await self._after_failure(batch, error, attempt)
+                await self._after_failure(batch, error, attempt, 0.0)
                 return
-            self._store.ack_many(self.name, batch.seqs)
+            await self._store.write(self._store.ack_many, self.name, batch.seqs)
             seconds = self._clock.monotonic() - started
             for event in events:
                 self._observer.delivered(self.name, event, seconds)
             return
 
-    def _settle_dead(self, batch: _Batch, *, reason: str, attempts: int) -> None:
-        self._store.dead_letter_many(
+    async def _settle_dead(self, batch: _Batch, *, reason: str, attempts: int) -> None:
+        await self._store.write(  # retried while another process holds the write lock
+            self._store.dead_letter_many,
             self.name,
             [entry.seq for entry in batch.sent],
             reason=reason,
             attempts=attempts,
             now=self._clock.now().timestamp(),
         )
-        self._store.ack_many(self.name, batch.seqs)
+        await self._store.write(self._store.ack_many, self.name, batch.seqs)
 
-    async def _after_failure(self, batch: _Batch, exc: DeliveryError, attempt: int) -> bool:
-        """Wait before the next attempt, or give up; True when the batch is settled."""
+    def _wall_age(self, batch: _Batch) -> float:
         oldest = min(event.timestamp for event in batch.events)
-        age = (self._clock.now() - oldest).total_seconds()
+        return max((self._clock.now() - oldest).total_seconds(), 0.0)
+
+    async def _after_failure(
+        self, batch: _Batch, exc: DeliveryError, attempt: int, age: float
+    ) -> bool:
+        """Wait before the next attempt, or give up; True when the batch is settled.
+
+        ``age``: seconds since the batch's oldest event, as the policy judges it."""
         policy = self._policy
         give_up = (
             not exc.retryable
@@ -317,7 +353,7 @@ class DeliveryWorker:
             self.disabled = f"disabled after: {exc.message}"
             self._observer.sink_disabled(self.name, exc.message)
         if give_up:
-            self._settle_dead(batch, reason=exc.message, attempts=attempt)
+            await self._settle_dead(batch, reason=exc.message, attempts=attempt)
             return True
         # the gauge moves while a worker waits: a backlog alert must see the queue grow
         self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
