@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from bench import procs
 from bench.report import save, table
 from monitor.clock import SystemClock
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.logs import get_logger
 from monitor.metrics import Metrics
 from monitor.model import Event, EventType, event_id

@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor.differ import SourceHealth, diff_source
+from monitor.differ import diff_source
+from monitor.health import SourceHealth
 from monitor.model import JobSnapshot
 from monitor.store import Store
 

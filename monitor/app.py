@@ -28,7 +28,8 @@ from monitor.metrics import Metrics
 from monitor.poller import PollOptions, SourcePoller
 from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Wakeup
 from monitor.sinks.registry import build_sink
-from monitor.store import Store, StoreError
+from monitor.statefile import StoreError
+from monitor.store import Store
 from monitor.telemetry import Telemetry
 
 DRAIN_SECONDS = 10.0  # how long shutdown waits for sinks to deliver what is queued

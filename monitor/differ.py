@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
+from monitor.envelope import event_data
 from monitor.model import (
     ABORT_STATUSES,
     COMPLETED,
@@ -36,12 +36,9 @@ from monitor.model import (
     JobEssence,
     JobSnapshot,
     event_id,
-    format_optional,
     is_scope_failure,
-    truncate,
 )
 
-DOWN_AFTER_FAILURES = 3  # source.down after this many failed cycles in a row
 # Clocks are compared to the second (HTTP Date) plus a request's latency: differences
 # smaller than this are noise, not a manager clock that stepped back.
 CLOCK_TOLERANCE = timedelta(seconds=5)
@@ -70,86 +67,6 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def job_age(essence_or_snapshot: JobSnapshot, first_seen: datetime, now: datetime) -> float:
     start = essence_or_snapshot.created_at or first_seen
     return (now - start).total_seconds()
-
-
-MAX_ENVELOPE_SCOPES = 50  # detailed_status entries and scope names one event carries
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeSummary:
-    """A job's ``detailed_status`` as an event carries it: bounded, with the counts."""
-
-    entries: tuple[tuple[str, str], ...]  # at most MAX_ENVELOPE_SCOPES, the failed ones first
-    total: int
-    failed: int
-    succeeded: int
-
-
-def is_scope_success(value: str) -> bool:
-    """A ``detailed_status`` value that ends ``... successfully``."""
-    return value.strip().lower().endswith("successfully")
-
-
-@lru_cache(maxsize=16)
-def scope_summary(detailed_status: tuple[tuple[str, str], ...]) -> ScopeSummary:
-    """The bounded entries and the counts of one snapshot's ``detailed_status``.
-
-    Failed entries first, then the rest, each part in the snapshot's (key) order; values
-    cut to ``MAX_TEXT``. Cached: a poll that finds 2,000 failed scopes of one job emits
-    2,000 events of the same snapshot, and each must cost O(1), not O(scopes).
-    """
-    failed: list[tuple[str, str]] = []
-    rest: list[tuple[str, str]] = []
-    for pair in detailed_status:
-        (failed if is_scope_failure(pair[1]) else rest).append(pair)
-    shown = (failed + rest)[:MAX_ENVELOPE_SCOPES]
-    return ScopeSummary(
-        entries=tuple((k, truncate(v)) for k, v in shown),
-        total=len(detailed_status),
-        failed=len(failed),
-        succeeded=sum(1 for _, v in rest if is_scope_success(v)),
-    )
-
-
-def event_data(
-    manager: str,
-    source: str,
-    snapshot: JobSnapshot,
-    *,
-    previous_status: str | None,
-    status: str | None = None,
-    duration: float | None = None,
-    scope: str | None = None,
-    scope_status: str | None = None,
-) -> dict[str, Any]:
-    """The envelope's ``data`` for a job event (contract.md).
-
-    Bounded whatever the job's size ("Bounded envelopes"): ``scopes`` and
-    ``detailed_status`` hold at most ``MAX_ENVELOPE_SCOPES`` items (failed scopes first),
-    and ``scopes_total``/``scopes_failed``/``scopes_succeeded`` count all of them, so the
-    N events of a job with N scopes cost O(N), not O(N²).
-    """
-    summary = scope_summary(snapshot.detailed_status)
-    return {
-        "manager": manager,
-        "source": source,
-        "cloud": snapshot.cloud,
-        "job_id": snapshot.job_id,
-        "status": status if status is not None else snapshot.status,
-        "previous_status": previous_status,
-        "abort": snapshot.abort,
-        "created_at": format_optional(snapshot.created_at),
-        "updated_at": format_optional(snapshot.updated_at),
-        "completed_at": format_optional(snapshot.completed_at),
-        "duration_seconds": duration,
-        "scopes": list(snapshot.scopes[:MAX_ENVELOPE_SCOPES]),
-        "detailed_status": dict(summary.entries),
-        "scopes_total": summary.total,
-        "scopes_failed": summary.failed,
-        "scopes_succeeded": summary.succeeded,
-        "scope": scope,
-        "scope_status": None if scope_status is None else truncate(scope_status),
-    }
 
 
 @dataclass(slots=True)
@@ -414,81 +331,3 @@ def history_bound(
 def _creation_order(snapshot: JobSnapshot) -> tuple[float, str]:
     stamp = snapshot.created_at.timestamp() if snapshot.created_at is not None else float("inf")
     return (stamp, snapshot.job_id)
-
-
-# --- source health ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SourceHealth:
-    """Consecutive failed polls of one source, and whether it was announced down."""
-
-    consecutive_failures: int = 0
-    down: bool = False
-    episode: int = 0  # how many times it went down: makes source.* ids stable and unique
-
-
-def diff_health(
-    manager: str,
-    source: str,
-    previous: SourceHealth,
-    *,
-    ok: bool,
-    now: datetime,
-    reason: str | None = None,
-    error: str | None = None,
-) -> tuple[SourceHealth, list[Event]]:
-    """One poll's outcome -> the new health and a ``source.down``/``source.up`` event."""
-    if ok:
-        if not previous.down:
-            return (
-                previous
-                if previous.consecutive_failures == 0
-                else replace(previous, consecutive_failures=0)
-            ), []
-        health = SourceHealth(0, False, previous.episode)
-        return health, [
-            _source_event(
-                EventType.SOURCE_UP,
-                manager,
-                source,
-                health,
-                now,
-                previous.consecutive_failures,
-                None,
-                None,
-            )
-        ]
-    failures = previous.consecutive_failures + 1
-    if previous.down or failures < DOWN_AFTER_FAILURES:
-        return replace(previous, consecutive_failures=failures), []
-    health = SourceHealth(failures, True, previous.episode + 1)
-    return health, [
-        _source_event(EventType.SOURCE_DOWN, manager, source, health, now, failures, reason, error)
-    ]
-
-
-def _source_event(
-    kind: EventType,
-    manager: str,
-    source: str,
-    health: SourceHealth,
-    now: datetime,
-    failures: int,
-    reason: str | None,
-    error: str | None,
-) -> Event:
-    return Event(
-        id=event_id(manager, source, kind.value, str(health.episode)),
-        type=kind,
-        timestamp=now,
-        manager=manager,
-        source=source,
-        data={
-            "manager": manager,
-            "source": source,
-            "consecutive_failures": failures,
-            "reason": reason,
-            "error": None if error is None else truncate(error, 300),
-        },
-    )

@@ -36,16 +36,12 @@ from monitor.clock import Clock
 from monitor.cm.client import ManagerClient
 from monitor.cm.errors import INTERNAL, CMError, NotFound
 from monitor.cm.parse import Page
-from monitor.differ import (
-    BASELINE_WINDOW,
-    SourceHealth,
-    diff_health,
-    diff_source,
-    history_bound,
-)
+from monitor.differ import BASELINE_WINDOW, diff_source, history_bound
 from monitor.families import Family
+from monitor.health import SourceHealth, diff_health
 from monitor.model import IN_PROGRESS, Event, JobEssence, JobSnapshot, truncate
-from monitor.store import Store, StoreError
+from monitor.statefile import StoreError
+from monitor.store import Store
 
 BASELINE_PAGES = 10  # the first start's walk into the past stops here at the latest
 

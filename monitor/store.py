@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,16 @@ from typing import Concatenate, ParamSpec, TypeVar
 import anyio
 
 from monitor.codec import decode_essence, decode_event, encode_essence, encode_event
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.model import Event, JobEssence, parse_timestamp
+from monitor.statefile import (
+    StoreBusy,
+    StoreError,
+    Transaction,
+    as_fatal,
+    file_identity,
+    sqlite_failure,
+)
 
 SCHEMA_VERSION = 1
 
@@ -84,40 +91,6 @@ CREATE TABLE IF NOT EXISTS redeliver (
 """
 
 
-class StoreError(Exception):
-    """The state file cannot be opened, written or understood: fatal for the daemon."""
-
-
-class StoreBusy(Exception):  # deliberately NOT a StoreError: it is not fatal
-    """Another process holds the write lock; the same call may succeed a moment later."""
-
-
-# sqlite3 error names (``exc.sqlite_errorname``, prefix match) -> the cause in words
-_CAUSES = (
-    ("SQLITE_FULL", "disk full"),
-    ("SQLITE_CORRUPT", "the file is corrupt"),
-    ("SQLITE_NOTADB", "the file is corrupt or not an SQLite database"),
-    ("SQLITE_READONLY_DBMOVED", "the file was moved or deleted while open"),
-    ("SQLITE_READONLY", "the file or its directory is read-only"),
-    ("SQLITE_IOERR", "I/O error"),
-    ("SQLITE_CANTOPEN", "the file cannot be opened"),
-    ("SQLITE_PERM", "permission denied"),
-    ("SQLITE_AUTH", "permission denied"),
-    ("SQLITE_NOMEM", "out of memory"),
-    ("SQLITE_TOOBIG", "a value is too big for SQLite"),
-)
-_BUSY = ("SQLITE_BUSY", "SQLITE_LOCKED")
-
-
-def _sqlite_failure(verb: str, path: Path, exc: sqlite3.Error) -> StoreError | StoreBusy:
-    """One sentence for an SQLite error; busy/locked becomes the retryable StoreBusy."""
-    name = getattr(exc, "sqlite_errorname", None) or ""
-    if name.startswith(_BUSY):
-        return StoreBusy(f"state file {path} is locked by another process")
-    cause = next((words for prefix, words in _CAUSES if name.startswith(prefix)), None)
-    return StoreError(f"cannot {verb} state file {path}: {cause or exc}")
-
-
 def _reads(
     method: Callable[Concatenate[Store, _P], _T],
 ) -> Callable[Concatenate[Store, _P], _T]:
@@ -128,18 +101,9 @@ def _reads(
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
-            raise _sqlite_failure("read", self.path, exc) from exc
+            raise sqlite_failure("read", self.path, exc) from exc
 
     return wrapper
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(st_dev, st_ino) of the file at ``path``; None when nothing is there."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +161,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot open state file {where}: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
-            raise _as_fatal(_sqlite_failure("open", target, exc)) from exc
+            raise as_fatal(sqlite_failure("open", target, exc)) from exc
         store = cls(conn, target)
         try:
             store.set_busy_timeout(busy_timeout)
@@ -206,12 +170,12 @@ class Store:
             store._migrate()
         except sqlite3.Error as exc:
             conn.close()
-            raise _as_fatal(_sqlite_failure("use", target, exc)) from exc
+            raise as_fatal(sqlite_failure("use", target, exc)) from exc
         except (StoreError, StoreBusy) as exc:
             conn.close()
-            raise _as_fatal(exc) from exc
+            raise as_fatal(exc) from exc
         if where not in (":memory:", ""):
-            store._file = _identity(target)
+            store._file = file_identity(target)
         return store
 
     def set_busy_timeout(self, seconds: float) -> None:
@@ -237,7 +201,7 @@ class Store:
         replaced by a rename): writing on would go to a file nobody will ever read."""
         if self._file is None:
             return
-        now = _identity(self.path)
+        now = file_identity(self.path)
         if now == self._file:
             return
         self._empty_the_wal()
@@ -266,7 +230,7 @@ class Store:
             )
 
     def close(self) -> None:
-        if self._file is not None and _identity(self.path) != self._file:
+        if self._file is not None and file_identity(self.path) != self._file:
             self._empty_the_wal()
         self._conn.close()
 
@@ -279,8 +243,8 @@ class Store:
             self.set_busy_timeout(1.0)  # on the way out: readers may finish first
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    def _txn(self) -> _Transaction:
-        return _Transaction(self)
+    def _txn(self) -> Transaction:
+        return Transaction(self._conn, self.path, self.check_file)
 
     # --- sources and jobs ---------------------------------------------------------
 
@@ -531,46 +495,3 @@ class Store:
                 (cutoff, *sinks),
             )
             return self._conn.total_changes - before
-
-
-def _as_fatal(exc: StoreError | StoreBusy) -> StoreError:
-    """At open, even a lock held past the busy timeout is a reason not to start."""
-    return exc if isinstance(exc, StoreError) else StoreError(str(exc))
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on error; SQLite errors become
-    ``StoreBusy`` (the lock is taken: nothing was written) or ``StoreError``.
-
-    Every transaction first checks that the file at the path is still the one opened.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._conn = store._conn
-
-    def __enter__(self) -> None:
-        self._store.check_file()
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _sqlite_failure("write", self._store.path, exc) from exc
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                self._rollback()
-                raise _sqlite_failure("write", self._store.path, err) from err
-            return
-        self._rollback()
-        if isinstance(exc, sqlite3.Error):
-            raise _sqlite_failure("write", self._store.path, exc) from exc
-
-    def _rollback(self) -> None:
-        # after SQLITE_FULL or an I/O error SQLite may already have rolled back
-        if self._conn.in_transaction:
-            # a failing ROLLBACK says less than the error being raised
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.model import Event, JobEssence, JobSnapshot, normalise_status
 from monitor.store import Store
 

@@ -13,7 +13,7 @@ import yaml
 from standardwebhooks import Webhook
 
 from monitor.cli import main
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.logs import REDACTOR
 from monitor.model import Event, EventType
 from monitor.store import Store

@@ -14,13 +14,8 @@ from typing import Any
 
 import pytest
 
-from monitor.differ import (
-    DOWN_AFTER_FAILURES,
-    SourceHealth,
-    diff_health,
-    diff_job,
-    diff_source,
-)
+from monitor.differ import diff_job, diff_source
+from monitor.health import DOWN_AFTER_FAILURES, SourceHealth, diff_health
 from monitor.model import Event, JobEssence, JobSnapshot, format_timestamp
 from tests.factories import (
     JOB_DATA_KEYS,

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as label
 from hypothesis import strategies as st
 
-from monitor.differ import SourceHealth, diff_health, diff_job, diff_source
+from monitor.differ import diff_job, diff_source
+from monitor.health import SourceHealth, diff_health
 from monitor.model import Event, JobEssence, JobSnapshot
 from tests.factories import (
     MANAGER,

@@ -30,7 +30,7 @@ from monitor.cm.auth import MAX_TOKEN_SECONDS, parse_token
 from monitor.cm.errors import InvalidResponse
 from monitor.cm.parse import decode_json, error_description, parse_job, parse_page
 from monitor.codec import decode_essence, decode_event, encode_essence, encode_event
-from monitor.differ import event_data
+from monitor.envelope import event_data
 from monitor.families import FAMILIES
 from monitor.logs import Redactor
 from monitor.model import (

@@ -22,13 +22,9 @@ from hypothesis import strategies as st
 
 from monitor.app import client_options
 from monitor.config import ConfigError, parse_config
-from monitor.differ import (
-    MAX_ENVELOPE_SCOPES,
-    SourceHealth,
-    diff_job,
-    event_data,
-    scope_summary,
-)
+from monitor.differ import diff_job
+from monitor.envelope import MAX_ENVELOPE_SCOPES, event_data, scope_summary
+from monitor.health import SourceHealth
 from monitor.logs import configure_logging
 from monitor.model import Event, EventType, JobSnapshot, is_scope_failure
 from monitor.sinks.alertmanager import alerts_for

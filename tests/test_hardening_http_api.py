@@ -17,7 +17,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.http import build_app
 from monitor.model import Event, EventType, event_id
 from monitor.store import Store

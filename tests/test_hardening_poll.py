@@ -25,12 +25,14 @@ from aiohttp import web
 from monitor.clock import FakeClock
 from monitor.cm.client import ManagerClient
 from monitor.cm.errors import InvalidResponse
-from monitor.differ import CLOCK_TOLERANCE, SourceHealth, history_bound
+from monitor.differ import CLOCK_TOLERANCE, history_bound
 from monitor.families import FAMILIES
+from monitor.health import SourceHealth
 from monitor.model import Event, EventType, event_id
 from monitor.simulator import SimConfig, running_simulator
 from monitor.sinks.base import DeliveryError, DeliveryWorker, Filters, RetryPolicy, Wakeup
-from monitor.store import Store, StoreError
+from monitor.statefile import StoreError
+from monitor.store import Store
 from tests.pipeline_harness import Pipeline, client_options, pipeline
 
 AWS = FAMILIES["aws"]

@@ -16,10 +16,11 @@ import pytest
 
 from monitor import app, cli
 from monitor.cli import main
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.lockfile import AlreadyRunning, InstanceLock, lock_path
 from monitor.model import EventType
-from monitor.store import BUSY_MAX_DELAY, Store, StoreBusy, StoreError
+from monitor.statefile import StoreBusy, StoreError
+from monitor.store import BUSY_MAX_DELAY, Store
 from tests.factories import queue
 from tests.sink_kit import job_event
 

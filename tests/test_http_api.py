@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.http import SourceStatus, build_app
 from monitor.model import Event, EventType, JobEssence, JobSnapshot, event_id
 from monitor.store import Store

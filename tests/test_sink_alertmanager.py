@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.clock import FakeClock
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.logs import configure_logging
 from monitor.model import Event, EventType, format_timestamp
 from monitor.sinks.alertmanager import OPEN_ALERT_SECONDS, alerts_for, labels

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from monitor.clock import FakeClock
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.model import Event, EventType
 from monitor.sinks.base import DeliveryWorker, Filters, RetryPolicy, Wakeup
 from monitor.sinks.slack import COLORS, build_message, escape

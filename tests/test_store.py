@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.differ import SourceHealth
+from monitor.health import SourceHealth
 from monitor.model import Event, EventType, JobEssence, JobSnapshot, event_id
-from monitor.store import SCHEMA_VERSION, Store, StoreError
+from monitor.statefile import StoreError
+from monitor.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

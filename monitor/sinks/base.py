@@ -21,7 +21,8 @@ from monitor.clock import Clock
 from monitor.logs import REDACTOR
 from monitor.model import Event
 from monitor.retry import backoff_delay
-from monitor.store import OutboxEntry, Store, StoreError
+from monitor.statefile import StoreError
+from monitor.store import OutboxEntry, Store
 
 # failure reasons: the `reason` label of cckm_notification_failures_total
 TIMEOUT = "timeout"
