@@ -198,15 +198,31 @@ class Daemon:
                 await worker.close()
 
     async def prune_forever(self) -> None:
+        """Prune every hour. Ages run on the earlier of the wall clock and a steady one
+        (the wall time at start plus monotonic time since): a wall clock stepped forward
+        prunes nothing young. A bug here is logged and tried again next hour."""
         retention = self.settings.retention_days * 86400.0
         names = [w.name for w in self.workers]
+        wall0, mono0 = self.clock.now().timestamp(), self.clock.monotonic()
+        log = get_logger("cckm_monitor")
         while True:
-            await self.store.write(
-                self.store.prune,
-                now=self.clock.now().timestamp(),
-                retention_seconds=retention,
-                sinks=names,
-            )
+            steady = wall0 + self.clock.monotonic() - mono0
+            try:
+                await self.store.write(
+                    self.store.prune,
+                    now=min(self.clock.now().timestamp(), steady),
+                    retention_seconds=retention,
+                    sinks=names,
+                )
+            except StoreError:
+                raise
+            except Exception as exc:  # a bug of ours must not stop the daemon
+                log.error(
+                    "prune.internal_error",
+                    error=f"{type(exc).__name__}: {exc}",
+                    hint="a bug in cckm-monitor; pruning is tried again in an hour",
+                    exc_info=exc,
+                )
             await self.clock.sleep(PRUNE_EVERY_SECONDS)
 
     async def run(self, stop: anyio.Event) -> None:

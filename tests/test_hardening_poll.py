@@ -16,12 +16,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import anyio
 import pytest
 from aiohttp import web
 
+from monitor.app import Daemon
 from monitor.clock import FakeClock
 from monitor.cm.client import ManagerClient
 from monitor.cm.errors import InvalidResponse
@@ -442,4 +444,58 @@ async def test_a_truly_old_event_is_still_dead_lettered(tmp_path: Path) -> None:
     assert rec.failures[-1] == ("http_5xx", True)
     assert [d.seq for d in store.dead_letters("hook")] == [1]
     assert clock.monotonic() - 1000.0 >= 3600  # only after max_age of steady time
+    store.close()
+
+
+# --- pruning ----------------------------------------------------------------------------
+
+
+async def test_pruning_ages_are_steady_and_a_bug_in_it_is_survived(tmp_path: Path) -> None:
+    """A wall clock stepped forward by a month prunes nothing young; a bug is logged and
+    pruning goes on an hour later."""
+    clock = FakeClock(autojump=True)
+    store = Store.open(tmp_path / "state.db")
+    calls: list[float] = []
+
+    def prune(*, now: float, retention_seconds: float, sinks: Sequence[str]) -> int:
+        calls.append(now)
+        if len(calls) == 2:
+            raise RuntimeError("a bug while pruning")
+        if len(calls) == 4:
+            raise StoreError("cannot write state file x: disk full")
+        return 0
+
+    store.prune = prune  # type: ignore[method-assign,assignment]
+    daemon = object.__new__(Daemon)
+    daemon.settings = SimpleNamespace(retention_days=7)  # type: ignore[assignment]
+    daemon.store, daemon.clock, daemon.workers = store, clock, []
+    start = clock.time()
+    with pytest.raises(StoreError):  # only a store error ends it
+        await daemon.prune_forever()
+    assert len(calls) == 4
+    assert calls[0] == start
+    assert calls[1:] == [start + 3600, start + 7200, start + 10800]
+    store.close()
+
+
+async def test_a_wall_clock_stepped_forward_does_not_advance_pruning(tmp_path: Path) -> None:
+    clock = FakeClock(autojump=True)
+    store = Store.open(tmp_path / "state.db")
+    calls: list[float] = []
+
+    def prune(*, now: float, retention_seconds: float, sinks: Sequence[str]) -> int:
+        calls.append(now)
+        clock.step_wall(30 * 86400)  # a month ahead between two prunes
+        if len(calls) == 3:
+            raise StoreError("stop")
+        return 0
+
+    store.prune = prune  # type: ignore[method-assign,assignment]
+    daemon = object.__new__(Daemon)
+    daemon.settings = SimpleNamespace(retention_days=7)  # type: ignore[assignment]
+    daemon.store, daemon.clock, daemon.workers = store, clock, []
+    start = clock.time()
+    with pytest.raises(StoreError):
+        await daemon.prune_forever()
+    assert calls == [start, start + 3600, start + 7200]
     store.close()
