@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="probability that the simulator cancels a job it started itself (default 0)",
     )
     sim.add_argument(
+        "--schedules",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sync schedules (scheduler job configurations) pre-created, with their "
+        "recent runs (default 0)",
+    )
+    sim.add_argument(
         "--tls", action="store_true", help="serve HTTPS with a generated self-signed certificate"
     )
     sim.add_argument(

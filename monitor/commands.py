@@ -91,6 +91,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             scope_seconds=args.scope_seconds,
             failure_probability=args.failure_probability,
             cancel_probability=args.cancel_probability,
+            schedules=args.schedules,
         )
         anyio.run(
             lambda: serve(

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from monitor.cm.client import ManagerClient
+from monitor.families import FAMILIES
 from monitor.simulator import SimConfig
+from tests.pipeline_harness import client_options
 from tests.sim_fixtures import Harness, path, simulated
 
 ANSWER_KEYS = {
@@ -55,7 +58,7 @@ async def test_password_logins(url: str, body: dict[str, str]) -> None:
     assert set(answer) == ANSWER_KEYS
     assert answer["token_type"] == "Bearer"
     assert answer["duration"] == 120
-    assert answer["refresh_token_expires_in"] > 120
+    assert answer["refresh_token_expires_in"] == 0  # the manager's "never" (the default)
     token = claims(answer["jwt"])
     assert token["exp"] - token["iat"] == 120
     assert token["iat"] == h.clock.time()
@@ -89,7 +92,7 @@ async def test_expiry_follows_the_clock_and_refresh_renews() -> None:
     assert body["codeDesc"] == (
         "NCERRUnauthorizedAccess: Bearer token malformed: Token is expired by 50s"
     )
-    assert refreshed["refresh_token"] == first["refresh_token"]
+    assert "refresh_token" not in refreshed  # only with renew_refresh_token (issue 12)
     assert renewed == 200
 
 
@@ -153,3 +156,86 @@ async def test_every_job_route_needs_a_token() -> None:
             await h.call("POST", f"{path('dsm')}/{job_id}/cancel"),
         ]
     assert {status for status, _ in answers} == {401}
+
+
+# --- issue 12: aligned with what third-party clients expect ---------------------------------
+
+
+async def test_claims_are_whole_seconds_on_a_fractional_clock() -> None:
+    async with simulated(SimConfig(token_ttl=300.5), login=False) as h:
+        h.clock.advance(0.75)
+        answer = await h.login()
+        token = claims(answer["jwt"])
+        issued = h.clock.time()
+        h.clock.advance(300.0)  # exp is iat (floored) + 301: valid until then
+        still, _ = await list_status(h, f"Bearer {answer['jwt']}")
+        h.clock.advance(0.3)
+        expired, _ = await list_status(h, f"Bearer {answer['jwt']}")
+    assert isinstance(token["iat"], int) and isinstance(token["exp"], int)
+    assert token["iat"] == int(issued)
+    assert token["exp"] == token["iat"] + 301
+    assert (still, expired) == (200, 401)
+
+
+async def test_refresh_grant_renews_the_refresh_token_only_when_asked() -> None:
+    async with simulated(login=False) as h:
+        first = await h.login()
+        kept = await h.login(grant_type="refresh_token", refresh_token=first["refresh_token"])
+        renewed = await h.login(
+            grant_type="refresh_token",
+            refresh_token=first["refresh_token"],
+            renew_refresh_token=True,
+        )
+        old, _ = await h.call(
+            "POST",
+            "/api/v1/auth/tokens",
+            json={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+            auth=False,
+        )
+        new = await h.login(grant_type="refresh_token", refresh_token=renewed["refresh_token"])
+        bad, body = await h.call(
+            "POST",
+            "/api/v1/auth/tokens",
+            json={
+                "grant_type": "refresh_token",
+                "refresh_token": renewed["refresh_token"],
+                "renew_refresh_token": "yes",
+            },
+            auth=False,
+        )
+    assert "refresh_token" not in kept and "refresh_token_expires_in" not in kept
+    assert kept["jwt"] != first["jwt"] and kept["client_id"] == first["client_id"]
+    assert renewed["refresh_token"] != first["refresh_token"]
+    assert renewed["refresh_token_expires_in"] == 0
+    assert old == 401  # the renewed token replaced the old one
+    assert new["jwt"]
+    assert bad == 400 and "renew_refresh_token" in body["codeDesc"]
+
+
+async def test_refresh_tokens_do_not_expire_by_default() -> None:
+    async with simulated(SimConfig(token_ttl=60), login=False) as h:
+        first = await h.login()
+        h.clock.advance(30 * 86_400)
+        later = await h.login(grant_type="refresh_token", refresh_token=first["refresh_token"])
+        ok, _ = await list_status(h, f"Bearer {later['jwt']}")
+    assert ok == 200
+
+
+async def test_an_expiring_refresh_token_says_how_long_it_lives() -> None:
+    async with simulated(SimConfig(token_ttl=60, refresh_token_ttl=600), login=False) as h:
+        answer = await h.login()
+    assert answer["refresh_token_expires_in"] == 600
+
+
+async def test_the_monitor_client_logs_in_and_renews_against_the_simulator() -> None:
+    """The monitor's own client keeps working: one password grant, then refresh grants
+    that answer no new refresh token (it keeps the one it has), over many lifetimes."""
+    async with simulated(SimConfig(token_ttl=120, history=3, sources=("dsm",)), login=False) as h:
+        async with ManagerClient(client_options(h.sim.url), clock=h.clock) as client:
+            for _ in range(5):
+                page = await client.list_page(FAMILIES["dsm"], skip=0, limit=10)
+                assert len(page.jobs) == 3
+                h.clock.advance(70)  # 50 s left of the token: the next call renews
+        stats = h.sim.simulator.stats
+    assert stats.requests["auth"] == 5  # the password grant and 4 refresh grants
+    assert 401 not in stats.statuses

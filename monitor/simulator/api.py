@@ -1,4 +1,5 @@
-"""The manager's REST API under ``/api``: auth and the four job operations per family.
+"""The manager's REST API under ``/api``: auth, the four job operations per family, and
+the scheduler (``scheduler_api.py``).
 
 One catch-all route resolves paths against ``monitor.families.FAMILIES``, so a trailing
 slash, an unknown path (404) and a wrong method (405) all answer in the manager's
@@ -21,6 +22,7 @@ from monitor.simulator.auth import AuthError
 from monitor.simulator.context import SIMULATOR, Simulator
 from monitor.simulator.faults import SHORT_CIRCUIT, Fault, short_circuit, truncate, wrong_types
 from monitor.simulator.listing import Selection, parse_query
+from monitor.simulator.scheduler_api import SchedulerRoute, resolve_scheduler, scheduler_answer
 from monitor.simulator.state import JobError
 from monitor.simulator.wire import (
     BAD_REQUEST,
@@ -42,10 +44,11 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    kind: str  # list | get | start | cancel | auth | other
+    kind: str  # list | get | start | cancel | auth | scheduler | other
     methods: tuple[str, ...] = ()  # empty: no such route
     family: Family | None = None
     job_id: str | None = None
+    scheduler: SchedulerRoute | None = None
 
 
 def resolve(method: str, path: str) -> Route:
@@ -53,6 +56,9 @@ def resolve(method: str, path: str) -> Route:
     clean = path.rstrip("/")
     if clean == AUTH_PATH:
         return Route("auth", ("POST",))
+    scheduled = resolve_scheduler(clean)
+    if scheduled is not None:
+        return Route("scheduler", scheduled.methods, scheduler=scheduled)
     family = _BY_PATH.get(clean)
     if family is not None:
         return Route("start" if method == "POST" else "list", ("GET", "POST"), family)
@@ -96,6 +102,8 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
     except Exception:  # a simulator bug must still answer like the manager would
         _log.exception("simulator failed to answer %s %s", request.method, request.path)
         status, answer = 500, error_body(INTERNAL, "unexpected error")
+    if answer is None:  # 204: nothing to say
+        return _sent(sim, web.Response(status=status))
     if fault is not None and fault.kind == "wrong_types" and status < 300:
         answer = wrong_types(answer)
     raw = dumps(answer)
@@ -121,6 +129,10 @@ async def _answer(
         if route.kind == "auth":
             return 200, sim.tokens.login(await json_object_body(request))
         sim.tokens.check(request.headers.get("Authorization"))
+        if route.scheduler is not None:
+            return await scheduler_answer(
+                sim.scheduler, request, route.scheduler, sim.config.max_limit
+            )
         return await _operation(sim, request, route, fault)
     except AuthError as error:
         kind = UNAUTHORIZED if error.status == 401 else INVALID_PARAM

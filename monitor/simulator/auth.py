@@ -1,9 +1,14 @@
 """``POST /api/v1/auth/tokens``: JWTs and refresh tokens, on the injected clock.
 
 Access tokens are real HS256 JWTs (header.payload.signature, base64url) signed with a
-per-simulator random key and carrying ``iat``/``exp``. Revoking rotates the key (old
-tokens then fail their signature check, answered as "revoked") and forgets every
-refresh token.
+per-simulator random key and carrying ``iat``/``exp`` in whole seconds (as third-party
+clients read them). Revoking rotates the key (old tokens then fail their signature
+check, answered as "revoked") and forgets every refresh token.
+
+A password grant answers a refresh token; a refresh grant answers a new ``jwt`` and a
+new ``refresh_token`` only when asked with ``"renew_refresh_token": true`` (the old one
+then stops working). Refresh tokens never expire unless ``refresh_ttl`` is set
+(``refresh_token_expires_in`` is then 0, the manager's word for "never").
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,7 +44,7 @@ class _Refresh:
     token_id: str
     username: str
     client_id: str
-    expires: float
+    expires: float | None  # None: never
 
 
 def _b64(data: bytes) -> str:
@@ -62,7 +68,7 @@ class TokenIssuer:
         username: str,
         password: str,
         token_ttl: float,
-        refresh_ttl: float,
+        refresh_ttl: float | None,
         clock: Callable[[], float],
     ) -> None:
         self._username = username
@@ -92,10 +98,18 @@ class TokenIssuer:
             record = self._refresh.get(token) if isinstance(token, str) else None
             if record is None or not isinstance(token, str):
                 raise AuthError(401, "Invalid refresh token")
-            if now >= record.expires:
+            if record.expires is not None and now >= record.expires:
                 del self._refresh[token]
                 raise AuthError(401, "Refresh token is expired")
-            return self._answer(record.username, token, record, now)
+            renew = body.get("renew_refresh_token", False)
+            if not isinstance(renew, bool):
+                raise AuthError(400, "renew_refresh_token must be true or false")
+            if not renew:
+                answer = self._answer(record.username, token, record, now)
+                del answer["refresh_token"], answer["refresh_token_expires_in"]
+                return answer
+            del self._refresh[token]  # the renewed token replaces the old one
+            return self._issue(record.username, record.client_id, now)
         if grant != "password":
             raise AuthError(400, f"unsupported grant_type {grant!r}")
         username = body.get("username", body.get("name"))
@@ -106,8 +120,13 @@ class TokenIssuer:
         password_ok = hmac.compare_digest(password.encode(), self._password.encode())
         if not (user_ok and password_ok):
             raise AuthError(401, "Invalid username or password")
+        return self._issue(username, str(uuid.uuid4()), now)
+
+    def _issue(self, username: str, client_id: str, now: float) -> dict[str, Any]:
+        """A new refresh token for ``username`` and the answer carrying it."""
         token = secrets.token_urlsafe(48)
-        record = _Refresh(str(uuid.uuid4()), username, str(uuid.uuid4()), now + self._refresh_ttl)
+        expires = None if self._refresh_ttl is None else now + self._refresh_ttl
+        record = _Refresh(str(uuid.uuid4()), username, client_id, expires)
         self._refresh[token] = record
         return self._answer(username, token, record, now)
 
@@ -119,7 +138,9 @@ class TokenIssuer:
             "client_id": record.client_id,
             "refresh_token_id": record.token_id,
             "refresh_token": refresh,
-            "refresh_token_expires_in": max(int(record.expires - now), 0),
+            "refresh_token_expires_in": (
+                0 if record.expires is None else max(int(record.expires - now), 1)
+            ),
         }
 
     def _jwt(self, username: str, client_id: str, now: float) -> str:
@@ -137,8 +158,8 @@ class TokenIssuer:
                 "zone_id": _ZERO_ID,
             },
             "jwtid": str(uuid.uuid4()),
-            "iat": _number(now),
-            "exp": _number(now + self._ttl),
+            "iat": int(now),
+            "exp": int(now) + math.ceil(self._ttl),
         }
         signing_input = ".".join(
             _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, payload)

@@ -20,6 +20,8 @@ class SimConfig:
     spread over the sources, and ``job_rate`` jobs per minute start by themselves. Each
     scope of a job finishes after a random time in ``scope_seconds``; it fails with
     ``failure_probability``. A cancelled job stops ``abort_seconds`` after the request.
+    ``schedules`` sync schedules are pre-created, each with the runs of its last
+    ``schedule_history`` due times (and their jobs) already behind it.
     Everything random is drawn from generators seeded with ``seed``.
     """
 
@@ -38,8 +40,10 @@ class SimConfig:
     password: str = "admin"  # noqa: S105 - the simulator's documented demo login
     max_limit: int = 1000
     abort_seconds: tuple[float, float] = (1.0, 3.0)
-    refresh_token_ttl: float = 1800.0
+    refresh_token_ttl: float | None = None  # None: refresh tokens never expire
     ignore_sort: bool = False  # answer lists oldest first whatever ``sort`` asks
+    schedules: int = 0  # sync schedules pre-created over the sources (scheduler.py)
+    schedule_history: int = 5  # past due runs materialised per pre-created schedule
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sources if s not in SOURCE_NAMES]
@@ -47,7 +51,7 @@ class SimConfig:
             raise ValueError(f"unknown simulator sources: {', '.join(unknown)}")
         if not self.sources:
             raise ValueError("the simulator needs at least one source")
-        for name in ("history", "running", "max_limit"):
+        for name in ("history", "running", "max_limit", "schedules", "schedule_history"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.max_limit < 1:
@@ -56,7 +60,9 @@ class SimConfig:
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be (min, max) with 0 <= min <= max")
-        if self.token_ttl <= 0 or self.refresh_token_ttl <= 0:
+        if self.token_ttl <= 0 or (
+            self.refresh_token_ttl is not None and self.refresh_token_ttl <= 0
+        ):
             raise ValueError("token lifetimes must be positive")
         LiveSettings.from_config(self)  # validates the live-tunable fields too
 

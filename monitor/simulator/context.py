@@ -13,9 +13,11 @@ from aiohttp import web
 from monitor.simulator.auth import TokenIssuer
 from monitor.simulator.config import SimConfig, seeded
 from monitor.simulator.faults import FaultQueue
+from monitor.simulator.scheduler import Scheduler
 from monitor.simulator.state import SimState
 
-REQUEST_KINDS = ("list", "get", "start", "cancel", "auth", "other")
+REQUEST_KINDS = ("list", "get", "start", "cancel", "auth", "other")  # and "scheduler":
+# the scheduler's requests are counted by operation in Scheduler.requests
 
 
 @dataclass
@@ -36,10 +38,11 @@ class Stats:
 
 @dataclass
 class Simulator:
-    """One simulated manager: its jobs, tokens, pending faults and counters."""
+    """One simulated manager: its jobs, scheduler, tokens, pending faults and counters."""
 
     config: SimConfig
     state: SimState
+    scheduler: Scheduler
     tokens: TokenIssuer
     faults: FaultQueue
     stats: Stats
@@ -51,12 +54,18 @@ class Simulator:
             username=config.username,
             password=config.password,
             token_ttl=config.token_ttl,
-            refresh_ttl=max(config.refresh_token_ttl, config.token_ttl),
+            refresh_ttl=(
+                None
+                if config.refresh_token_ttl is None
+                else max(config.refresh_token_ttl, config.token_ttl)
+            ),
             clock=clock,
         )
+        state = SimState(config, clock)
         return cls(
             config=config,
-            state=SimState(config, clock),
+            state=state,
+            scheduler=Scheduler(state, config),
             tokens=tokens,
             faults=FaultQueue(),
             stats=Stats(),

@@ -7,12 +7,15 @@
   latency_ms, error_rate, changed live
 - ``GET /sim/v1/transitions?since=SEQ``: the ground-truth log, entries with seq > SEQ
 - ``GET /sim/v1/stats``: request counts by kind, bytes sent, jobs by status
+- ``/sim/v1/scheduler…``: stall the scheduler, run faults, backdated configurations
+  (scheduler_control.py)
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from monitor.simulator import scheduler_control
 from monitor.simulator.context import SIMULATOR
 from monitor.simulator.state import JobError
 from monitor.simulator.wire import (
@@ -105,6 +108,7 @@ async def stats(request: web.Request) -> web.Response:
     body["jobs_by_source"] = {name: src.total for name, src in sim.state.sources.items()}
     body["transitions"] = len(sim.state.transitions)
     body["faults_pending"] = len(sim.faults.pending)
+    body["scheduler_requests"] = dict(sorted(sim.scheduler.requests.items()))
     return json_response(200, body)
 
 
@@ -121,6 +125,7 @@ def add_routes(app: web.Application) -> None:
         ("PATCH", "/config", patch_config),
         ("GET", "/transitions", transitions),
         ("GET", "/stats", stats),
+        *scheduler_control.ROUTES,
     ]
     for method, path, handler in routes:
         app.router.add_route(method, PREFIX + path, handler)

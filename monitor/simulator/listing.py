@@ -58,11 +58,11 @@ class ListQuery:
         return bool(self.ids or self.statuses or self.scopes)
 
 
-def _values(query: MultiMapping[str], name: str) -> set[str]:
+def query_values(query: MultiMapping[str], name: str) -> set[str]:
     return {part.strip() for raw in query.getall(name, []) for part in raw.split(",")} - {""}
 
 
-def _count(query: MultiMapping[str], name: str, default: int) -> int:
+def query_count(query: MultiMapping[str], name: str, default: int) -> int:
     raw = query.get(name)
     if raw is None or raw == "":
         return default
@@ -75,11 +75,11 @@ def _count(query: MultiMapping[str], name: str, default: int) -> int:
 def parse_query(query: MultiMapping[str], filter_field: str, max_limit: int) -> ListQuery:
     """The list parameters; ``ValueError`` (answered 400) for a bad skip, limit or sort."""
     parsed = ListQuery(
-        skip=_count(query, "skip", 0),
-        limit=min(_count(query, "limit", DEFAULT_LIMIT), max_limit),
-        ids=_values(query, "id"),
-        statuses={normalise_status(word) for word in _values(query, "overall_status")},
-        scopes=_values(query, filter_field),
+        skip=query_count(query, "skip", 0),
+        limit=min(query_count(query, "limit", DEFAULT_LIMIT), max_limit),
+        ids=query_values(query, "id"),
+        statuses={normalise_status(word) for word in query_values(query, "overall_status")},
+        scopes=query_values(query, filter_field),
     )
     for part in ",".join(query.getall("sort", [])).split(","):
         name = part.strip().lstrip("+")

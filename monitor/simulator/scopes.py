@@ -159,17 +159,28 @@ class Catalog:
             keys = tuple(values)
         return ScopeSet(tuple(values), extras, tuple(dict.fromkeys(keys)))
 
-    def from_body(self, body: Mapping[str, Any], rng: random.Random) -> ScopeSet:
-        """The scope a start request names; ``ValueError`` (a 400) when it names none."""
-        values = _string_list(body, self.family.scope_field)
+    def from_body(
+        self, body: Mapping[str, Any], rng: random.Random, scope_field: str | None = None
+    ) -> ScopeSet:
+        """The scope a start request names; ``ValueError`` (a 400) when it names none.
+
+        Scope lists are arrays of strings, exclusive with ``synchronize_all: true``.
+        ``scope_field`` is the body's name for the scope list when it differs from the
+        family's (a schedule's ``organizations`` for Salesforce's ``organization_ids``).
+        """
+        field = scope_field or self.family.scope_field
+        values = _string_list(body, field)
+        regions = _string_list(body, "regions") if self.family.scope_field == "kms" else []
+        sync_all = body.get("synchronize_all", False)
+        if not isinstance(sync_all, bool):
+            raise ValueError("synchronize_all must be true or false")
+        if sync_all and values:
+            raise ValueError(f"{field} and synchronize_all: true are mutually exclusive")
         if values:
-            regions = None
-            if self.family.scope_field == "kms":
-                regions = _string_list(body, "regions") or None
-            return self.build(values, regions)
-        if body.get("synchronize_all") is True:
+            return self.build(values, regions or None)
+        if sync_all:
             return self.pick(rng)
-        raise ValueError(f"either {self.family.scope_field} or synchronize_all must be given")
+        raise ValueError(f"either {field} or synchronize_all must be given")
 
     def from_keys(self, keys: Sequence[str], values: Sequence[str] | None) -> ScopeSet:
         """A scripted job's scope: the detailed_status keys are given verbatim."""
@@ -189,8 +200,6 @@ def _string_list(body: Mapping[str, Any], name: str) -> list[str]:
     value = body.get(name)
     if value is None:
         return []
-    if isinstance(value, str):
-        value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{name} must be a list of non-empty strings")
+        raise ValueError(f"{name} must be an array of non-empty strings")
     return list(dict.fromkeys(value))

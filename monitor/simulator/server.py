@@ -170,6 +170,7 @@ async def serve(
             announce(f"CA certificate for clients (ca_file): {sim.ca_file}")
         announce(
             f"log in as {config.username!r}; control API at {sim.url}/sim/v1 "
-            f"({len(config.sources)} sources, history {config.history} per source)"
+            f"({len(config.sources)} sources, history {config.history} per source, "
+            f"{config.schedules} schedules)"
         )
         await asyncio.Event().wait()

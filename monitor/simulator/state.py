@@ -26,7 +26,7 @@ from monitor.simulator.scopes import Catalog, ScopeSet, failure_text, success_te
 from monitor.simulator.store import SourceJobs
 from monitor.simulator.wire import rfc3339
 
-_SCOPE, _ABORT_END, _SELF_CANCEL, _AUTO_START = range(4)
+_SCOPE, _ABORT_END, _SELF_CANCEL, _AUTO_START, _CALLBACK = range(5)
 CREATE_LAG = 0.003481  # a new job's updatedAt trails its createdAt (seed 002: 3.5 ms)
 HISTORY_GAP = 300.0  # the newest history job was created this long before start
 
@@ -84,6 +84,8 @@ class SimState:
         self._heap_seq = itertools.count()
         self._job_seq = itertools.count()
         self._auto_generation = 0
+        self._callbacks: dict[int, Callable[[float], None]] = {}
+        self._callback_ids = itertools.count()
         self.transitions: list[Transition] = []
         now = clock()
         self.sources: dict[str, SourceJobs] = {}
@@ -111,7 +113,17 @@ class SimState:
     def _at(self, due: float, kind: int, job: Job | None = None, arg: int = 0) -> None:
         heapq.heappush(self._heap, (due, next(self._heap_seq), kind, job, arg))
 
+    def call_at(self, due: float, action: Callable[[float], None]) -> None:
+        """Call ``action(due)`` once the clock passes ``due``, in time order with every
+        job transition (the scheduler's runs fire this way)."""
+        key = next(self._callback_ids)
+        self._callbacks[key] = action
+        self._at(due, _CALLBACK, None, key)
+
     def _apply(self, due: float, kind: int, job: Job | None, arg: int) -> None:
+        if kind == _CALLBACK:
+            self._callbacks.pop(arg)(due)
+            return
         if kind == _AUTO_START:
             if arg == self._auto_generation:
                 self._auto_start(due)
@@ -147,6 +159,19 @@ class SimState:
         src = self.source(source)
         scope = src.catalog.from_body(body, self._user_rng)
         return self._launch(src, scope, now, now, self._user_rng)
+
+    def start_at(
+        self,
+        source: str,
+        body: Mapping[str, Any],
+        at: float,
+        rng: random.Random,
+        scope_field: str | None = None,
+    ) -> Job:
+        """A job started at ``at`` by the scheduler (no ``advance``: called from one)."""
+        src = self.source(source)
+        scope = src.catalog.from_body(body, rng, scope_field)
+        return self._launch(src, scope, at, at, rng)
 
     def cancel(self, source: str, job_id: str) -> Job:
         now = self.advance()
