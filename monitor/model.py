@@ -26,6 +26,14 @@ class EventType(StrEnum):
     JOB_VANISHED = "job.vanished"
     SOURCE_DOWN = "source.down"
     SOURCE_UP = "source.up"
+    # issue 12: the manager's scheduler (monitor/schedules.py) and scope freshness
+    # (monitor/freshness.py); no job_id, the data names the schedule or the scope
+    SCHEDULE_MISSED = "schedule.missed"
+    SCHEDULE_RUN_FAILED = "schedule.run_failed"
+    SCHEDULE_DISABLED = "schedule.disabled"
+    SCHEDULE_ENABLED = "schedule.enabled"
+    SCOPE_STALE = "scope.stale"
+    SCOPE_FRESH = "scope.fresh"
 
 
 TERMINAL_EVENTS = frozenset(
@@ -96,11 +104,33 @@ def parse_timestamp(text: str) -> datetime:
     """
     if not isinstance(text, str):
         raise ValueError(f"a timestamp must be a string, not {type(text).__name__}")
+    known = _PARSED.get(text)
+    if known is not None:
+        return known
+    moment = _parse(text)
+    if type(text) is str and len(text) <= MAX_TIMESTAMP_TEXT:
+        if len(_PARSED) >= PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = moment
+    return moment
+
+
+# The same stamps come back every poll (each listed job's createdAt, updatedAt…) and are
+# read again from the state file: parsed once, each later sighting is a dict look-up.
+# Bounded: the table starts afresh when full. Only successes are kept.
+PARSED_MAX = 8192
+_PARSED: dict[str, datetime] = {}
+
+
+def _parse(text: str) -> datetime:
     value = text.strip()
     if not value or len(value) > MAX_TIMESTAMP_TEXT or not value.isascii():
         raise ValueError(f"not a timestamp: {value[:40]!r}")
     if not value.isprintable():
         raise ValueError(f"not a timestamp (control characters): {value[:40]!r}")
+    fast = _common_form(value)
+    if fast is not None:
+        return fast
     try:
         return _to_utc(value)
     except (ValueError, OverflowError) as exc:
@@ -112,6 +142,44 @@ def parse_timestamp(text: str) -> datetime:
         return moment.replace(microsecond=999999)
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"not a timestamp: {value[:40]!r} ({exc})") from None
+
+
+def _common_form(value: str) -> datetime | None:
+    """``2026-11-23T10:00:00[.fraction]Z`` (what managers send) read directly; None for
+    any other form or an impossible date, which the general parser then judges."""
+    if (
+        len(value) < 20
+        or value[-1] not in "Zz"
+        or value[4] != "-"
+        or value[7] != "-"
+        or value[10] not in "Tt"
+        or value[13] != ":"
+        or value[16] != ":"
+    ):
+        return None
+    digits = value[0:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16] + value[17:19]
+    fraction = value[19:-1]
+    if not digits.isdigit():  # ASCII already (the caller checked)
+        return None
+    if fraction:
+        if len(fraction) < 2 or fraction[0] != "." or not fraction[1:].isdigit():
+            return None
+        micro = int((fraction[1:] + "000000")[:6])
+    else:
+        micro = 0
+    try:
+        return datetime(
+            int(digits[0:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+            micro,
+            tzinfo=UTC,
+        )
+    except ValueError:  # :60, Feb 30, year 0: the general parser decides
+        return None
 
 
 def _to_utc(value: str) -> datetime:

@@ -264,6 +264,13 @@ def test_event_types_are_the_contract_names() -> None:
         "job.vanished",
         "source.down",
         "source.up",
+        # issue 12 (contract.md, "Second round")
+        "schedule.missed",
+        "schedule.run_failed",
+        "schedule.disabled",
+        "schedule.enabled",
+        "scope.stale",
+        "scope.fresh",
     }
     assert {str(t) for t in TERMINAL_EVENTS} == {
         "job.completed",

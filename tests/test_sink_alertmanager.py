@@ -35,6 +35,13 @@ MAPPING = {
     EventType.JOB_STUCK: [("CCKMJobStuck", True)],
     EventType.SOURCE_DOWN: [("CCKMSourceDown", True)],
     EventType.SOURCE_UP: [("CCKMSourceDown", False)],
+    # issue 12: the event types exist; their alerts come with the surfaces (item 3)
+    EventType.SCHEDULE_MISSED: [],
+    EventType.SCHEDULE_RUN_FAILED: [],
+    EventType.SCHEDULE_DISABLED: [],
+    EventType.SCHEDULE_ENABLED: [],
+    EventType.SCOPE_STALE: [],
+    EventType.SCOPE_FRESH: [],
 }
 
 
