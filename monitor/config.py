@@ -494,6 +494,8 @@ class SinkSettings(_Model):
     sources: SourceList | None = None
     managers: NameList | None = None
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    # batches in flight at once; one job's (or source's) events still arrive in order
+    max_in_flight: int = Field(4, ge=1, le=64)
 
     @classmethod
     def _pre_validate(cls, data: dict[str, Any], problems: list[Problem]) -> None:
@@ -552,6 +554,9 @@ class SlackSinkSettings(SinkSettings):
     type: Literal["slack"] = "slack"
     url: SecretUrl
     timeout_seconds: Timeout = 10
+    # a channel is read top to bottom, and Slack takes about one message a second per
+    # webhook: messages go one at a time, in outbox order, unless raised
+    max_in_flight: int = Field(1, ge=1, le=64)
 
     @property
     def display_url(self) -> str:

@@ -5,11 +5,14 @@ crash can never record a transition without its event or an event without the st
 that produced it. Event ids are unique: a transition recomputed after a restart is
 ignored by ``INSERT OR IGNORE`` rather than queued twice.
 
-Delivery marks are one cursor per sink (the outbox is delivered in order), a dead-letter
-table for events a sink gave up on, and a ``redeliver`` table: dead letters that
-``cckm-monitor replay`` put back. A sink's queue is its redeliver rows (oldest first),
-then the events after its cursor; both are read on every delivery round, so a running
-daemon picks up a replay made by another process (SQLite WAL allows the second writer).
+Delivery marks are one cursor per sink, a ``settled`` table (entries a sink finished
+past its cursor while an earlier one was still in flight: the cursor only ever moves over
+a contiguous settled prefix, so a crash re-sends what was in flight and nothing else), a
+dead-letter table for events a sink gave up on, and a ``redeliver`` table: dead letters
+that ``cckm-monitor replay`` put back. A sink's queue is its redeliver rows (oldest
+first), then the unsettled events after its cursor; both are read on every delivery
+round, so a running daemon picks up a replay made by another process (SQLite WAL allows
+the second writer).
 
 Every SQLite error of every method comes out as ONE of two exceptions: ``StoreBusy``
 (another process holds the write lock: retry, see ``Store.write``) or ``StoreError``
@@ -88,6 +91,12 @@ CREATE TABLE IF NOT EXISTS redeliver (
     sink TEXT NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (sink, seq)
 ) WITHOUT ROWID;
+-- entries a sink settled past its cursor while an earlier one was still in flight: the
+-- cursor moves over them once the gap closes; until then ``pending`` skips them
+CREATE TABLE IF NOT EXISTS settled (
+    sink TEXT NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (sink, seq)
+) WITHOUT ROWID;
 """
 
 
@@ -120,6 +129,7 @@ class SourceState:
 class OutboxEntry:
     seq: int
     event: Event
+    replayed: bool = False  # from the ``redeliver`` part (behind the cursor, or settled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,51 +392,82 @@ class Store:
                 )
 
     @_reads
-    def pending(self, sink: str, limit: int = 100) -> list[OutboxEntry]:
-        """The sink's undelivered events: replayed dead letters first, then the events
-        after its cursor; each part oldest first."""
-        # each part stops at ``limit`` on its primary key: one ORDER BY over the union
-        # sorted every queued event first (12 ms a page with 50,000 queued)
+    def pending(
+        self, sink: str, limit: int = 100, *, after: int = 0, skip: Collection[int] = ()
+    ) -> list[OutboxEntry]:
+        """The sink's undelivered events: replayed dead letters first, then the unsettled
+        events after its cursor; each part oldest first, at most ``limit`` in all.
+
+        A worker with entries in flight reads on from where it got to: ``after`` (a seq)
+        bounds the second part from below, ``skip`` leaves out replayed entries it holds.
+        """
+        # each part is read by key, stopping at ``limit``: nothing sorts the backlog
+        replayed = [
+            OutboxEntry(seq, decode_event(body), replayed=True)
+            for seq, body in self._conn.execute(
+                "SELECT e.seq, e.body FROM redeliver r JOIN events e ON e.seq = r.seq "
+                "WHERE r.sink=? ORDER BY r.seq LIMIT ?",
+                (sink, limit + len(skip)),
+            )
+            if seq not in skip
+        ][:limit]
+        rest = limit - len(replayed)
+        if rest <= 0:
+            return replayed
         rows = self._conn.execute(
-            "SELECT part, seq, body FROM (SELECT 0 AS part, e.seq, e.body FROM redeliver r "
-            "JOIN events e ON e.seq = r.seq WHERE r.sink=? ORDER BY r.seq LIMIT ?) "
-            "UNION ALL SELECT part, seq, body FROM (SELECT 1 AS part, seq, body FROM events "
-            "WHERE seq > (SELECT seq FROM cursors WHERE sink=?) ORDER BY seq LIMIT ?) "
-            "ORDER BY part, seq LIMIT ?",
-            (sink, limit, sink, limit, limit),
+            "SELECT seq, body FROM events WHERE seq > MAX(?, (SELECT seq FROM cursors "
+            "WHERE sink=?)) AND seq NOT IN (SELECT seq FROM settled WHERE sink=?) "
+            "ORDER BY seq LIMIT ?",
+            (after, sink, sink, rest),
         )
-        return [OutboxEntry(seq, decode_event(body)) for _, seq, body in rows]
+        return replayed + [OutboxEntry(seq, decode_event(body)) for seq, body in rows]
 
     @_reads
     def queue_depth(self, sink: str) -> int:
+        """How many entries ``pending`` would return without a limit. It counts the
+        backlog (milliseconds at 50,000): callers asking often keep the figure a while."""
         row = self._conn.execute(
             "SELECT (SELECT COUNT(*) FROM events WHERE seq > "
-            "(SELECT seq FROM cursors WHERE sink=?)) + "
-            "(SELECT COUNT(*) FROM redeliver WHERE sink=?)",
-            (sink, sink),
+            "(SELECT seq FROM cursors WHERE sink=?)) "
+            "- (SELECT COUNT(*) FROM settled WHERE sink=? AND seq > "
+            "(SELECT seq FROM cursors WHERE sink=?)) "
+            "+ (SELECT COUNT(*) FROM redeliver WHERE sink=?)",
+            (sink, sink, sink, sink),
         ).fetchone()
         return int(row[0])
 
     def ack(self, sink: str, seq: int) -> None:
         """Everything up to ``seq`` is done for ``sink`` (delivered or skipped)."""
-        self.ack_many(sink, [seq])
+        with self._txn():
+            self._conn.execute("DELETE FROM redeliver WHERE sink=? AND seq=?", (sink, seq))
+            self._conn.execute("UPDATE cursors SET seq=MAX(seq, ?) WHERE sink=?", (seq, sink))
+            self._advance(sink)
 
     def ack_many(self, sink: str, seqs: Sequence[int]) -> None:
-        """These entries of ``pending`` (consecutive, in its order) are done for ``sink``."""
+        """These entries of ``pending`` are done for ``sink``, in ONE transaction; the
+        cursor moves over them once every entry before them is done too."""
         if not seqs:
             return
         with self._txn():
             self._settle(sink, seqs)
 
     def dead_letter(self, sink: str, seq: int, *, reason: str, attempts: int, now: float) -> None:
-        """Give up on one event for one sink: keep it, and move the cursor past it."""
+        """Give up on one event for one sink: keep it, and settle it."""
         self.dead_letter_many(sink, [seq], reason=reason, attempts=attempts, now=now)
 
     def dead_letter_many(
-        self, sink: str, seqs: Sequence[int], *, reason: str, attempts: int, now: float
+        self,
+        sink: str,
+        seqs: Sequence[int],
+        *,
+        reason: str,
+        attempts: int,
+        now: float,
+        also_settled: Sequence[int] = (),
     ) -> None:
-        """Give up on these events for one sink, in ONE transaction."""
-        if not seqs:
+        """Give up on these events for one sink, in ONE transaction (with
+        ``also_settled``: entries of the same batch that were only filtered out)."""
+        if not seqs and not also_settled:
             return
         with self._txn():
             self._conn.executemany(
@@ -434,14 +475,52 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(sink, seq, reason, attempts, now) for seq in seqs],
             )
-            self._settle(sink, seqs)
+            self._settle(sink, [*seqs, *also_settled])
 
     def _settle(self, sink: str, seqs: Sequence[int]) -> None:
-        # A replayed entry lies behind the cursor: MAX leaves the cursor where it is.
+        """``seqs``: consecutive entries of ``pending`` (what one batch holds)."""
         self._conn.executemany(
             "DELETE FROM redeliver WHERE sink=? AND seq=?", [(sink, seq) for seq in seqs]
         )
-        self._conn.execute("UPDATE cursors SET seq=MAX(seq, ?) WHERE sink=?", (max(seqs), sink))
+        # in order (nothing unsettled between the cursor and these): move the cursor
+        moved = self._conn.execute(
+            "UPDATE cursors SET seq=:high WHERE sink=:sink AND seq < :high AND NOT EXISTS "
+            "(SELECT 1 FROM events WHERE seq > cursors.seq AND seq < :low AND seq NOT IN "
+            "(SELECT seq FROM settled WHERE sink=:sink))",
+            {"sink": sink, "low": min(seqs), "high": max(seqs)},
+        ).rowcount
+        if not moved:
+            # past an entry still in flight: mark them (a replayed entry lies behind the
+            # cursor and needs no mark)
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO settled(sink, seq) SELECT ?, ? WHERE ? > "
+                "(SELECT seq FROM cursors WHERE sink=?)",
+                [(sink, seq, seq, sink) for seq in seqs],
+            )
+        elif self._conn.execute("SELECT 1 FROM settled WHERE sink=? LIMIT 1", (sink,)).fetchone():
+            self._advance(sink)
+
+    def _advance(self, sink: str) -> None:
+        """Move the cursor over the settled entries right after it, and forget their marks."""
+        cursor = self._conn.execute("SELECT seq FROM cursors WHERE sink=?", (sink,)).fetchone()
+        if cursor is None:
+            return
+        # the first unsettled event after the cursor, found by key from the cursor on
+        row = self._conn.execute(
+            "SELECT seq FROM events WHERE seq > ? AND seq NOT IN "
+            "(SELECT seq FROM settled WHERE sink=?) ORDER BY seq LIMIT 1",
+            (cursor[0], sink),
+        ).fetchone()
+        if row is None:
+            top = self._conn.execute(
+                "SELECT MAX(seq) FROM settled WHERE sink=?", (sink,)
+            ).fetchone()[0]
+            to = cursor[0] if top is None else max(cursor[0], int(top))
+        else:
+            to = max(cursor[0], int(row[0]) - 1)
+        if to != cursor[0]:
+            self._conn.execute("UPDATE cursors SET seq=? WHERE sink=?", (to, sink))
+        self._conn.execute("DELETE FROM settled WHERE sink=? AND seq <= ?", (sink, to))
 
     @_reads
     def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:

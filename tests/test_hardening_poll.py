@@ -189,11 +189,11 @@ async def test_a_bug_in_a_delivery_round_is_counted_and_retried(tmp_path: Path) 
     real_pending = store.pending
     broken = {"left": 2}
 
-    def pending(name: str, limit: int = 100) -> Any:
+    def pending(name: str, limit: int = 100, **where: Any) -> Any:
         if broken["left"]:
             broken["left"] -= 1
             raise RuntimeError("a bug while reading the queue")
-        return real_pending(name, limit)
+        return real_pending(name, limit, **where)
 
     store.pending = pending  # type: ignore[method-assign,assignment]
     with anyio.move_on_after(5):

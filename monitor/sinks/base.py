@@ -11,8 +11,9 @@ here, once.
 from __future__ import annotations
 
 import random
-from collections.abc import Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import anyio
@@ -20,9 +21,12 @@ import anyio
 from monitor.clock import Clock
 from monitor.logs import REDACTOR
 from monitor.model import Event
-from monitor.retry import backoff_delay
+from monitor.sinks.inflight import Gate, Lanes, order_key
 from monitor.statefile import StoreError
 from monitor.store import OutboxEntry, Store
+
+DEPTH_EVERY_SECONDS = 1.0  # the queue depth gauge is counted at most this often
+REREAD_SECONDS = 5.0  # with batches in flight, the outbox is read again at least this often
 
 # failure reasons: the `reason` label of cckm_notification_failures_total
 TIMEOUT = "timeout"
@@ -157,10 +161,11 @@ class Wakeup:
 @dataclass(slots=True)
 class _Batch:
     """Consecutive outbox entries settled together: ``sent`` go to the sink, the rest
-    were filtered out and are only acknowledged."""
+    were filtered out and are only acknowledged. ``order``: its place in the round."""
 
     entries: list[OutboxEntry] = field(default_factory=list)
     sent: list[OutboxEntry] = field(default_factory=list)
+    order: int = 0
 
     @property
     def events(self) -> list[Event]:
@@ -170,9 +175,37 @@ class _Batch:
     def seqs(self) -> list[int]:
         return [entry.seq for entry in self.entries]
 
+    @property
+    def key(self) -> Hashable | None:
+        """Its job's (or source's) lane; None when nothing is sent (no order to keep)."""
+        return order_key(self.sent[0].event) if self.sent else None
+
+
+def _one_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a failed round stands for: the state file's first (it ends the worker),
+    else the first bug; the group itself when it holds only cancellations."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    for kind in (StoreError, Exception):
+        for exc in leaves:
+            if isinstance(exc, kind):
+                return exc
+    return group
+
 
 class DeliveryWorker:
-    """Delivers one sink's outbox entries in order; never blocks other sinks or pollers."""
+    """Delivers one sink's outbox entries, up to ``max_in_flight`` batches at once, each
+    job's (or source's) events in order; never blocks other sinks or pollers.
+
+    With ``max_in_flight`` 1 it is the sequential worker: the outbox in order, a failing
+    batch retried before anything after it is sent.
+    """
 
     def __init__(
         self,
@@ -186,6 +219,7 @@ class DeliveryWorker:
         observer: DeliveryObserver,
         rng: random.Random | None = None,
         batch: int = 100,
+        max_in_flight: int = 1,
     ) -> None:
         self.sink = sink
         self.name = sink.name
@@ -198,6 +232,11 @@ class DeliveryWorker:
         self._rng = rng or random.Random()  # noqa: S311 - jitter
         self._max_batch = max(1, sink.max_batch)
         self._page = max(batch, self._max_batch)
+        self.max_in_flight = max(1, max_in_flight)
+        # entries one round holds unsettled: a job stuck in retries holds at most this
+        self._window = self._page * (self.max_in_flight + 1)
+        self._gate = Gate(clock)
+        self._depth_at: float | None = None  # monotonic time of the last count
         self.disabled: str | None = None  # why, after a 410
         self._crashes_seen: set[str] = set()  # bugs already logged with their traceback
 
@@ -228,26 +267,61 @@ class DeliveryWorker:
 
     async def deliver_pending(self) -> int:
         """Deliver everything queued now; returns how many entries were handled."""
-        handled = 0
+        lanes: Lanes[_Batch] | None = None
         try:
-            while True:
-                entries = self._store.pending(self.name, self._page)
-                self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
-                if not entries:
-                    return handled
-                batches = self._batches(entries)
-                if len(entries) == self._page and len(batches) > 1:
-                    # the last batch may go on in the next page: fetch it again, whole
-                    batches.pop()
-                for batch in batches:
-                    await self._handle(batch)
-                    handled += len(batch.entries)
+            try:
+                async with anyio.create_task_group() as tg:
+                    replaying: set[int] = set()  # replayed entries in the lanes
+
+                    async def run(batch: _Batch) -> None:
+                        await self._handle(batch)
+                        replaying.difference_update(e.seq for e in batch.entries if e.replayed)
+
+                    lanes = Lanes(tg, run, slots=self.max_in_flight, window=self._window)
+                    await self._feed(lanes, replaying)
+                    tg.cancel_scope.cancel()  # the idle runners
+            except BaseExceptionGroup as group:
+                raise _one_error(group) from None
+            return lanes.settled if lanes is not None else 0
         finally:
-            if handled:
+            if lanes is not None and lanes.settled:
                 # Idle keep-alive connections go stale (receivers drop them after seconds)
                 # and a stopping daemon must not leak them: the sink reopens on next send.
                 with anyio.CancelScope(shield=True):
                     await self.sink.close()
+
+    async def _feed(self, lanes: Lanes[_Batch], replaying: set[int]) -> None:
+        """Read the outbox page by page into the lanes until it is empty and settled."""
+        read_to = 0  # the highest seq after the cursor handed to the lanes
+        order = 0
+        while True:
+            await lanes.room()
+            seen = self._wakeup.generation
+            entries = self._store.pending(self.name, self._page, after=read_to, skip=replaying)
+            if not entries:
+                if lanes.idle():
+                    self._observer.queue_depth(self.name, 0)
+                    return
+                self._report_depth()
+                # a batch is in flight (perhaps retrying for long): read again when one
+                # settles, when new events are committed, or after a while (a replay)
+                settled = lanes.next_settle()
+                await _first_of(settled.wait, partial(self._wakeup.wait, seen, REREAD_SECONDS))
+                continue
+            self._report_depth()
+            batches = self._batches(entries)
+            if len(entries) == self._page and len(batches) > 1:
+                # the last batch may go on in the next page: fetch it again, whole
+                batches.pop()
+            for batch in batches:
+                order += 1
+                batch.order = order
+                for entry in batch.entries:
+                    if entry.replayed:
+                        replaying.add(entry.seq)
+                    else:
+                        read_to = max(read_to, entry.seq)
+                lanes.add(batch, batch.key, len(batch.entries))
 
     async def drain(self, deadline_seconds: float) -> bool:
         """Deliver what is queued, giving up after the deadline; True if the queue is empty."""
@@ -281,13 +355,9 @@ class DeliveryWorker:
         return batches
 
     async def _handle(self, batch: _Batch) -> None:
+        """Deliver one batch and settle it: acknowledged, or a dead letter."""
         if not batch.sent:
             await self._store.write(self._store.ack_many, self.name, batch.seqs)
-            return
-        if self.disabled is not None:
-            gone = DeliveryError(self.disabled, reason=DISABLED, retryable=False)
-            self._observer.failed(self.name, batch.events, gone, 0, True)
-            await self._settle_dead(batch, reason=self.disabled, attempts=0)
             return
         events = batch.events
         attempt = 0
@@ -295,75 +365,113 @@ class DeliveryWorker:
         age_then = self._wall_age(batch)
         while True:
             attempt += 1
-            started = self._clock.monotonic()
-            try:
-                await self.sink.send(events)
-            except DeliveryError as exc:
-                # steady: the age at the first attempt plus monotonic time since, so a wall
-                # clock stepped forward dead-letters nothing young (and the wall age still
-                # counts when it is smaller, e.g. after a restart)
-                age = min(self._wall_age(batch), age_then + self._clock.monotonic() - first_try)
-                if await self._after_failure(batch, exc, attempt, age):
+            async with self._gate.request(batch.order, retry=attempt > 1):
+                if self.disabled is not None:  # a 410, before or while this one waited
+                    gone = DeliveryError(self.disabled, reason=DISABLED, retryable=False)
+                    self._observer.failed(self.name, events, gone, 0, True)
+                    await self._settle_dead(batch, reason=self.disabled, attempts=0)
                     return
-                continue
-            except Exception as exc:  # a bug in a sink must not stop the daemon
-                # not retried: the same events would fail the same way; kept for replay
-                error = DeliveryError(
-                    f"the sink failed unexpectedly ({type(exc).__name__})",
-                    reason=INVALID,
-                    retryable=False,
-                )
-                await self._after_failure(batch, error, attempt, 0.0)
+                started = self._clock.monotonic()
+                try:
+                    await self.sink.send(events)
+                except DeliveryError as exc:
+                    # steady: the age at the first attempt plus monotonic time since, so a
+                    # wall clock stepped forward dead-letters nothing young (and the wall
+                    # age still counts when it is smaller, e.g. after a restart)
+                    age = min(self._wall_age(batch), age_then + self._clock.monotonic() - first_try)
+                    error, delay = exc, self._judge(exc, attempt, age)
+                except Exception as exc:  # a bug in a sink must not stop the daemon
+                    # not retried: the same events would fail the same way; kept for replay
+                    error = DeliveryError(
+                        f"the sink failed unexpectedly ({type(exc).__name__})",
+                        reason=INVALID,
+                        retryable=False,
+                    )
+                    delay = None
+                else:
+                    self._gate.answered()
+                    await self._store.write(self._store.ack_many, self.name, batch.seqs)
+                    seconds = self._clock.monotonic() - started
+                    for event in events:
+                        self._observer.delivered(self.name, event, seconds)
+                    return
+            if await self._after_failure(batch, error, attempt, delay):
                 return
-            await self._store.write(self._store.ack_many, self.name, batch.seqs)
-            seconds = self._clock.monotonic() - started
-            for event in events:
-                self._observer.delivered(self.name, event, seconds)
-            return
+
+    def _judge(self, exc: DeliveryError, attempt: int, age: float) -> float | None:
+        """Tell the gate what the receiver's answer says; the back-off before a retry
+        (None: no retry, the batch is given up)."""
+        policy = self._policy
+        if not exc.retryable:
+            self._gate.answered()  # refused for good: the receiver is up
+        else:
+            # the sink-wide wait too: the batch's age caps it, so max_age is kept exactly
+            delay = self._gate.failed(
+                attempt,
+                initial=policy.initial_seconds,
+                cap=policy.max_seconds,
+                rng=self._rng,
+                retry_after=exc.retry_after,
+                at_most=max(policy.max_age_seconds - age, 0.0),
+            )
+            give_up = age >= policy.max_age_seconds or (
+                policy.max_attempts is not None and attempt >= policy.max_attempts
+            )
+            if not give_up and not exc.disable:
+                return delay
+        return None
 
     async def _settle_dead(self, batch: _Batch, *, reason: str, attempts: int) -> None:
+        sent = [entry.seq for entry in batch.sent]
         await self._store.write(  # retried while another process holds the write lock
             self._store.dead_letter_many,
             self.name,
-            [entry.seq for entry in batch.sent],
+            sent,
             reason=reason,
             attempts=attempts,
             now=self._clock.now().timestamp(),
+            also_settled=[seq for seq in batch.seqs if seq not in sent],
         )
-        await self._store.write(self._store.ack_many, self.name, batch.seqs)
 
     def _wall_age(self, batch: _Batch) -> float:
         oldest = min(event.timestamp for event in batch.events)
         return max((self._clock.now() - oldest).total_seconds(), 0.0)
 
-    async def _after_failure(
-        self, batch: _Batch, exc: DeliveryError, attempt: int, age: float
-    ) -> bool:
-        """Wait before the next attempt, or give up; True when the batch is settled.
+    def _report_depth(self) -> None:
+        """Count the queue for the gauge, at most once a second (it costs milliseconds
+        with a big backlog; the count was once made for every page)."""
+        now = self._clock.monotonic()
+        if self._depth_at is not None and now - self._depth_at < DEPTH_EVERY_SECONDS:
+            return
+        self._depth_at = now
+        self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
 
-        ``age``: seconds since the batch's oldest event, as the policy judges it."""
-        policy = self._policy
-        give_up = (
-            not exc.retryable
-            or exc.disable
-            or age >= policy.max_age_seconds
-            or (policy.max_attempts is not None and attempt >= policy.max_attempts)
-        )
+    async def _after_failure(
+        self, batch: _Batch, exc: DeliveryError, attempt: int, delay: float | None
+    ) -> bool:
+        """Wait ``delay`` before the next attempt, or give up (``delay`` None); True when
+        the batch is settled."""
+        give_up = delay is None
         self._observer.failed(self.name, batch.events, exc, attempt, give_up)
         if exc.disable:
             self.disabled = f"disabled after: {exc.message}"
             self._observer.sink_disabled(self.name, exc.message)
-        if give_up:
+        if delay is None:
             await self._settle_dead(batch, reason=exc.message, attempts=attempt)
             return True
         # the gauge moves while a worker waits: a backlog alert must see the queue grow
-        self._observer.queue_depth(self.name, self._store.queue_depth(self.name))
-        delay = backoff_delay(
-            attempt,
-            initial=policy.initial_seconds,
-            cap=policy.max_seconds,
-            rng=self._rng,
-            retry_after=exc.retry_after,
-        )
-        await self._clock.sleep(min(delay, max(policy.max_age_seconds - age, 0.0)))
+        self._report_depth()
+        await self._clock.sleep(delay)
         return False
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Return as soon as one of ``waits`` returns."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        for wait in waits:
+            tg.start_soon(one, wait)
