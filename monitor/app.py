@@ -16,6 +16,7 @@ import anyio
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
+from monitor.cadence import first_offset
 from monitor.clock import Clock, SystemClock
 from monitor.cm.auth import Credentials
 from monitor.cm.client import ClientOptions, ManagerClient
@@ -159,6 +160,7 @@ class Daemon:
                 clock=clock,
                 wakeup=self.wakeup,
                 observer=telemetry,
+                max_in_flight=s.max_in_flight,
             )
             for s in settings.sinks
         ]
@@ -235,8 +237,12 @@ class Daemon:
             async def pollers() -> None:
                 with polling:
                     async with anyio.create_task_group() as inner:
-                        for poller in self.pollers:
-                            inner.start_soon(poller.run)
+                        # first polls spread over the first interval, not all at once
+                        interval = self.settings.poll.interval_seconds
+                        count = len(self.pollers)
+                        for n, poller in enumerate(self.pollers):
+                            offset = first_offset(n, count, interval)
+                            inner.start_soon(partial(poller.run, first_delay=offset))
 
             async def workers() -> None:
                 with delivering:

@@ -10,6 +10,13 @@ jobs, never to history:
 3. fetch by id each tracked running job that left the running list (404: vanished).
 
 ``strategy: full`` lists everything instead, for managers that ignore ``sort``.
+
+An idle cycle costs what changed, not a page: the newest-first walk asks for
+``NEWEST_FIRST_PAGE`` jobs first and grows x10 (up to ``page_size``) only while the
+history bound is not reached; the finished jobs listed last cycle are remembered as the
+store holds them (at most ``KNOWN_MAX``), so an unchanged one is a dict look-up, not a
+SQLite read and a JSON decode. Cycles start on a fixed grid (``run``,
+``cadence.PollSchedule``).
 A poll that fails part-way is discarded whole: only complete data is diffed.
 
 The manager's own clock (its ``Date`` header) bounds what the walk believes: a job
@@ -32,6 +39,7 @@ from typing import Protocol
 
 import anyio
 
+from monitor.cadence import PollSchedule
 from monitor.clock import Clock
 from monitor.cm.client import ManagerClient
 from monitor.cm.errors import INTERNAL, CMError, NotFound
@@ -44,6 +52,8 @@ from monitor.statefile import StoreError
 from monitor.store import Store
 
 BASELINE_PAGES = 10  # the first start's walk into the past stops here at the latest
+NEWEST_FIRST_PAGE = 10  # the newest-first walk's first page; x10 per page up to page_size
+KNOWN_MAX = 1000  # finished jobs of the last cycle remembered (per source), newest first
 
 
 class PollObserver(Protocol):
@@ -162,6 +172,10 @@ class SourcePoller:
         self._present: datetime | None = None  # the manager's present at the last good poll
         self._history_before: datetime | None = None  # this cycle's floor of the walk
         self._crashes_seen: set[str] = set()  # bugs already logged with their traceback
+        # the listed jobs of the last cycle that are not tracked running, as the store
+        # holds them (None: not stored, i.e. history): an unchanged finished job costs a
+        # dict look-up, not a SQLite read and a JSON decode, each cycle
+        self._finished: dict[str, JobEssence | None] = {}
 
     # --- one cycle ----------------------------------------------------------------
 
@@ -173,9 +187,7 @@ class SourcePoller:
         except CMError as exc:
             return await self._failed(exc, self._clock.monotonic() - started)
         now = self._clock.now()
-        known_ids = [j.job_id for j in fetched.jobs if j.job_id not in self.running]
-        previous = dict(self.running)
-        previous.update(self._store.load_jobs(self.manager, self.source, known_ids))
+        previous = self._previous(fetched.jobs)
         result = diff_source(
             self.manager,
             self.source,
@@ -213,6 +225,7 @@ class SourcePoller:
                 self.running[job_id] = essence
             else:
                 self.running.pop(job_id, None)
+        self._remember_finished(fetched.jobs, previous, result.changed)
         self.last_success = self._clock.monotonic()
         self._observer.poll_succeeded(
             self.manager,
@@ -224,6 +237,47 @@ class SourcePoller:
         if events:
             self._on_commit()
         return events
+
+    def _previous(self, listed: Sequence[JobSnapshot]) -> dict[str, JobEssence]:
+        """The stored essence of every tracked running job and of every listed known job.
+
+        Finished jobs listed last cycle come from memory (``_finished``); only the others
+        are read from the store.
+        """
+        previous = dict(self.running)
+        finished = self._finished
+        unknown: list[str] = []
+        for job in listed:
+            job_id = job.job_id
+            if job_id in previous:
+                continue
+            if job_id in finished:
+                essence = finished[job_id]
+                if essence is not None:
+                    previous[job_id] = essence
+            else:
+                unknown.append(job_id)
+        if unknown:
+            previous.update(self._store.load_jobs(self.manager, self.source, unknown))
+        return previous
+
+    def _remember_finished(
+        self,
+        listed: Sequence[JobSnapshot],
+        previous: Mapping[str, JobEssence],
+        changed: Mapping[str, JobEssence],
+    ) -> None:
+        """After a commit: the listed jobs not tracked running, as the store now holds
+        them, at most ``KNOWN_MAX`` (the newest, listed first by the newest-first walk)."""
+        remembered: dict[str, JobEssence | None] = {}
+        for job in listed:
+            job_id = job.job_id
+            if job_id in self.running or job_id in remembered:
+                continue
+            remembered[job_id] = changed.get(job_id) or previous.get(job_id)
+            if len(remembered) >= KNOWN_MAX:
+                break
+        self._finished = remembered
 
     async def _failed(self, error: CMError, seconds: float) -> list[Event]:
         now = self._clock.now()
@@ -303,6 +357,7 @@ class SourcePoller:
                 filters=sort,
                 stop=self._reached_watermark,
                 keep=self._known,
+                first_page=NEWEST_FIRST_PAGE,  # usually 0 or 1 job is new: grow only if not
             )
         else:  # first start: the watermark, the order, and the recent past as history
             jobs = await self._client.list_jobs(
@@ -356,11 +411,6 @@ class SourcePoller:
 
     # --- the loop -----------------------------------------------------------------
 
-    def next_delay(self) -> float:
-        interval = self._options.interval_seconds
-        spread = interval * self._options.jitter_fraction
-        return max(interval + self._rng.uniform(-spread, spread), 0.0)
-
     async def poll_guarded(self) -> list[Event]:
         """``poll_once`` under supervision: a bug ends this cycle, not the daemon."""
         try:
@@ -384,10 +434,21 @@ class SourcePoller:
             except Exception:  # reporting the failure failed too: the crash is logged
                 return []
 
-    async def run(self) -> None:
-        """Poll until cancelled; a cycle never overlaps the previous one."""
+    async def run(self, *, first_delay: float = 0.0) -> None:
+        """Poll until cancelled; a cycle never overlaps the previous one.
+
+        Cycles start on a fixed grid (``cadence.PollSchedule``): at most
+        ``interval_seconds`` apart, jitter only shortening a gap, an overrun not pushing
+        the next start. ``first_delay`` spreads many sources' first polls
+        (``cadence.first_offset``).
+        """
+        schedule = PollSchedule(
+            self._options.interval_seconds,
+            self._options.jitter_fraction,
+            start=self._clock.monotonic() + max(first_delay, 0.0),
+            rng=self._rng,
+        )
         while True:
-            started = self._clock.monotonic()
+            await self._clock.sleep(schedule.delay(self._clock.monotonic()))
             await self.poll_guarded()
-            elapsed = self._clock.monotonic() - started
-            await self._clock.sleep(max(self.next_delay() - elapsed, 0.0))
+            schedule.advance(self._clock.monotonic())

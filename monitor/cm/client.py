@@ -35,6 +35,7 @@ from monitor.cm.errors import (
 )
 from monitor.cm.parse import Page, decode_json, error_description, parse_job, parse_page
 from monitor.cm.paths import job_path
+from monitor.cm.tls import shared_context
 from monitor.families import Family
 from monitor.model import JobSnapshot
 from monitor.neterrors import describe
@@ -81,9 +82,8 @@ def _http_date(header: str | None) -> datetime | None:
 
 
 def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
-    if not verify:
-        return False
-    return ssl.create_default_context(cafile=ca_file)
+    """The TLS context for a client: one per distinct (verify, ca_file), shared (tls.py)."""
+    return shared_context(verify, ca_file)
 
 
 class ManagerClient:
@@ -145,8 +145,13 @@ class ManagerClient:
         filters: Mapping[str, str] | None = None,
         stop: Callable[[Page], bool] | None = None,
         keep: Callable[[JobSnapshot], JobSnapshot] | None = None,
+        first_page: int | None = None,
     ) -> list[JobSnapshot]:
         """Walk pages until a short or empty page, or ``stop(page)``; de-duplicate by id.
+
+        ``first_page``: the first page asks for only that many jobs and each next page
+        for ten times more, up to ``page_size`` (a walk that usually stops on its first
+        page, the newest-first one, then parses a few jobs, not a hundred).
 
         ``total`` is not trusted: a manager that under-counts would truncate the walk, so
         only a short page ends it (a page as long as the smaller of the asked and the
@@ -160,16 +165,18 @@ class ManagerClient:
         seen: dict[str, JobSnapshot] = {}
         skip = 0
         pages = self.options.max_pages
+        size = page_size if first_page is None else max(min(first_page, page_size), 1)
         for _ in range(pages):
-            page = await self.list_page(family, skip=skip, limit=page_size, filters=filters)
+            page = await self.list_page(family, skip=skip, limit=size, filters=filters)
             for job in page.jobs:
                 if job.job_id not in seen:
                     seen[job.job_id] = job if keep is None else keep(job)
-            if len(page.jobs) < min(page.limit or page_size, page_size):
+            if len(page.jobs) < min(page.limit or size, size):
                 break
             if stop is not None and stop(page):
                 break
             skip += len(page.jobs)
+            size = min(size * 10, page_size)
         else:
             raise InvalidResponse(
                 f"{family.source} list: more than {pages} pages (poll.max_pages); "
