@@ -3,6 +3,7 @@
     .venv/bin/python -m bench            # the full run (about 25 minutes: a 10-minute soak)
     .venv/bin/python -m bench --quick    # a few minutes: shorter windows, a 60 s soak
     .venv/bin/python -m bench --only latency,delivery
+    .venv/bin/python -m bench.memory --soak-hour    # the manual 1 h soak (RSS, last 30 min)
 
 Each bench starts its own processes (simulator, daemon, webhook receiver) on 127.0.0.1
 and stops them when it ends, fails, or is interrupted (Ctrl-C).
@@ -84,12 +85,38 @@ def _scrape(quick: bool, args: argparse.Namespace) -> tuple[dict[str, Any], list
             ],
         )
     )
+    http = scrape.http_cpu(scrapes=3 if quick else 10)
+    result["http"] = http
+    print(
+        table(
+            ["running", "gzip ms", "gzip ms, all changed", "plain ms", "plain ms, all changed"],
+            [
+                [
+                    http["running_jobs"],
+                    http["gzip_unchanged_cpu_ms"],
+                    http["gzip_changed_cpu_ms"],
+                    http["plain_unchanged_cpu_ms"],
+                    http["plain_changed_cpu_ms"],
+                ]
+            ],
+        )
+    )
     return result, [
         _check(
             "6. /metrics render, 14 sources x 3 managers, 1,000 running (median)",
             f"{result['text_ms_median']} ms",
             "<= 50 ms",
             result["text_ms_median"] <= 50,
+        ),
+        *(
+            _check(
+                f"6. /metrics CPU per {kind} scrape, {http['running_jobs']:,} running jobs",
+                f"{http[f'{kind}_unchanged_cpu_ms']} ms "
+                f"({http[f'{kind}_changed_cpu_ms']} ms when every source changed)",
+                f"<= {scrape.TARGET_CPU_MS:.0f} ms",
+                http[f"{kind}_unchanged_cpu_ms"] <= scrape.TARGET_CPU_MS,
+            )
+            for kind in ("gzip", "plain")
         ),
     ]
 
@@ -171,6 +198,12 @@ def _memory(quick: bool, args: argparse.Namespace) -> tuple[dict[str, Any], list
             f"{p['peak_rss_after_scrapes_mb']} MB",
             "<= 150 MB",
             p["peak_rss_after_scrapes_mb"] <= memory.TARGET_MB,
+        ),
+        _check(
+            f"5. RSS over the last {s['tail_seconds']:.0f} s of a {s['seconds']:.0f} s soak",
+            f"{s['tail_growth_mb']:+.2f} MB (range {s['tail_range_mb']} MB)",
+            "<= +1 MB in all (1 h soak: --soak-seconds 3600)",
+            s["tail_growth_mb"] <= memory.TAIL_GROWTH_MB,
         ),
         _check(
             f"5. RSS trend over a {s['seconds']:.0f} s soak after warm-up",

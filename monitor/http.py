@@ -19,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 
 from monitor.codec import essence_summary
 from monitor.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
-from monitor.exposition import iter_text
+from monitor.exposition import iter_text, render_gzip
 from monitor.model import format_timestamp
 from monitor.store import Store
 
@@ -97,6 +97,23 @@ async def json_errors(
         return _error(exc.status, exc.reason)
 
 
+def accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` value accepts gzip (``gzip;q=0`` refuses it)."""
+    for part in header.lower().split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip() != "gzip":
+            continue
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    return float(value.strip()) > 0
+                except ValueError:
+                    return False
+        return True
+    return False
+
+
 def metrics_handler(
     registry: CollectorRegistry,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -113,18 +130,22 @@ def metrics_handler(
             response = web.Response(body=body, headers=headers)
             response.enable_compression()  # only when the scraper accepts gzip
             return response
+        if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+            # what Prometheus asks for: compressed by exposition.py, which keeps the
+            # running jobs' lines compressed between scrapes (0.6 MB for 100,000 jobs)
+            body = await anyio.to_thread.run_sync(render_gzip, registry)
+            headers["Content-Encoding"] = "gzip"
+            return web.Response(body=body, headers=headers)
         # the same text as prometheus_client's, faster, in pieces (exposition.py): one
         # piece is the usual answer; more go out as they are rendered, so that tracking
         # 100,000 running jobs a scrape never holds its 13 MB of text at once
+        # (uncompressed: a scraper that does not take gzip takes no other compression)
         pieces = iter_text(registry)
         first = await anyio.to_thread.run_sync(next, pieces, b"")
         piece = await anyio.to_thread.run_sync(next, pieces, None)
         if piece is None:
-            response = web.Response(body=first, headers=headers)
-            response.enable_compression()
-            return response
+            return web.Response(body=first, headers=headers)
         stream = web.StreamResponse(headers=headers)
-        stream.enable_compression()
         await stream.prepare(request)
         await stream.write(first)
         while piece is not None:

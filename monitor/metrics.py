@@ -24,7 +24,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
@@ -33,6 +33,7 @@ from monitor.cm.errors import REASONS
 from monitor.config import Settings
 from monitor.model import TERMINAL_EVENTS, EventType
 from monitor.sinks.base import FAILURE_REASONS
+from monitor.textblocks import Block, Prerendered, escape_value, number
 
 # A job runs from seconds (one region, one key) to many hours (thousands of keys).
 JOB_DURATION_BUCKETS = (
@@ -72,44 +73,84 @@ def bounded_code(code: str) -> str:
     return OTHER
 
 
+class _Running:
+    """One source's running jobs (job id -> start time) and, once a scrape asked, their
+    sample lines rendered (``block``). Replaced whole when the running set changes."""
+
+    __slots__ = ("block", "labels", "started")
+
+    def __init__(self, manager: str, source: str, started: dict[str, float]) -> None:
+        self.started = started
+        self.labels = (manager, source)
+        self.block: Block | None = None
+
+
 class StartTimes(Collector):
     """``cckm_job_start_timestamp_seconds``: one sample per running job, from plain dicts.
 
     A ``Gauge`` child per job costs about 650 bytes (a lock, a value object, label
     tuples): 65 MB for 100,000 running jobs (bench/memory.py). Here a job costs one dict
-    entry, and a scrape makes its samples one at a time as the renderer reads them. Each
-    source's dict is replaced whole, never changed in place, so rendering in another
-    thread (``/metrics`` does) always reads one consistent poll.
+    entry. Each source's sample lines are rendered by the first scrape after its running
+    set changed and kept deflated (``exposition.Block``, about 6 bytes a job): later
+    scrapes send them as they are, so a scrape costs what changed since the last one
+    (bench/scrape.py). Each source's entry is replaced whole, never changed in place, so
+    rendering in another thread (``/metrics`` does) always reads one consistent poll.
     """
 
     def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
         self.name = name
         self.documentation = documentation
         self._labels = ["manager", "source", "job_id"]
-        self._by_source: dict[tuple[str, str], dict[str, float]] = {}
+        self._by_source: dict[tuple[str, str], _Running] = {}
         registry.register(self)
 
     def set(self, manager: str, source: str, started: Mapping[str, float]) -> None:
-        self._by_source[(manager, source)] = dict(started)
+        key = (manager, source)
+        current = self._by_source.get(key)
+        if current is not None and current.started == started:
+            return  # the same jobs, the same start times: the rendered lines stay
+        self._by_source[key] = _Running(manager, source, dict(started))
 
-    def _family(self) -> GaugeMetricFamily:
-        return GaugeMetricFamily(self.name, self.documentation, labels=self._labels)
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation, labels=self._labels)]
 
-    def describe(self) -> list[GaugeMetricFamily]:
-        return [self._family()]
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = self._family()
-        # a generator, read once by whichever renderer: every renderer of prometheus_client
-        # and ours iterate ``samples`` once
-        family.samples = self._samples(list(self._by_source.items()))  # type: ignore[assignment]
+    def collect(self) -> Iterator[Metric]:
+        rows = list(self._by_source.values())
+        family = Prerendered(self.name, self.documentation, "gauge", lambda: self._blocks(rows))
+        # a generator, read once by whichever renderer of prometheus_client (ours reads
+        # the blocks instead)
+        family.samples = self._samples(rows)  # type: ignore[assignment]
         yield family
 
-    def _samples(self, rows: list[tuple[tuple[str, str], dict[str, float]]]) -> Iterator[Sample]:
+    def _samples(self, rows: list[_Running]) -> Iterator[Sample]:
         name = self.name
-        for (manager, source), started in rows:
-            for job_id, at in started.items():
+        for row in rows:
+            manager, source = row.labels
+            for job_id, at in row.started.items():
                 yield Sample(name, {"manager": manager, "source": source, "job_id": job_id}, at)
+
+    def _blocks(self, rows: list[_Running]) -> Iterator[Block]:
+        for row in rows:
+            block = row.block
+            if block is None:
+                # two scrapes at once may both render it: the same bytes, harmless
+                block = row.block = Block.of(self._lines(row))
+            yield block
+
+    def _lines(self, row: _Running, per_piece: int = 4096) -> Iterator[str]:
+        # the label names in sorted order, as the text format has them: job_id, manager,
+        # source; only the job id and the value differ from line to line
+        manager, source = row.labels
+        head = self.name + '{job_id="'
+        tail = f'",manager="{escape_value(manager)}",source="{escape_value(source)}"}} '
+        items = list(row.started.items())
+        for at in range(0, len(items), per_piece):
+            yield "".join(
+                [
+                    f"{head}{escape_value(job_id)}{tail}{number(value)}\n"
+                    for job_id, value in items[at : at + per_piece]
+                ]
+            )
 
 
 class Metrics:
