@@ -8,6 +8,7 @@ validation) reads this table; nothing else spells a path.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 API_PREFIX = "/api"
@@ -125,3 +126,23 @@ FAMILIES: dict[str, Family] = {
 }
 
 SOURCE_NAMES: tuple[str, ...] = tuple(FAMILIES)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSource:
+    source: str  # our source name (monitor/families.py)
+    scope_field: str  # the job_config_params field naming the scopes
+
+
+# cloud_name -> source and scope field (cckm-api.md). *Unconfirmed* there: AzureCloud,
+# sfdc, sap, dsm, hsm-luna. The one place this mapping is spelled.
+CLOUD_SOURCES: Mapping[str, CloudSource] = {
+    "aws": CloudSource("aws", "kms"),
+    "AzureCloud": CloudSource("azure", "key_vaults"),
+    "gcp": CloudSource("gcp", "key_rings"),
+    "oci": CloudSource("oci", "oci_vaults"),
+    "sfdc": CloudSource("salesforce_secrets", "organizations"),
+    "sap": CloudSource("sap", "groups"),
+    "dsm": CloudSource("dsm", "domains"),
+    "hsm-luna": CloudSource("luna_synchronize", "partitions"),
+}

@@ -16,14 +16,13 @@ from hypothesis import strategies as st
 
 from monitor.cm.errors import InvalidResponse
 from monitor.cm.scheduler import (
-    CLOUD_SOURCES,
     ConfigPage,
     RunPage,
     ScheduleConfig,
     parse_config_page,
     parse_run_page,
 )
-from monitor.families import FAMILIES
+from monitor.families import CLOUD_SOURCES, FAMILIES
 from monitor.schedules import cron_error, due_times
 
 FAST = settings(max_examples=200, deadline=None)

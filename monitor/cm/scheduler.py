@@ -12,7 +12,7 @@ a wrong value would mislead:
   so the filtering is ours); other operations are skipped after a shape check. A run
   that names no operation is kept: it is matched to a watched schedule by
   ``job_config_id`` or name later, and dropped when none matches;
-- ``CLOUD_SOURCES`` is the one table from a configuration's ``cloud_name`` to our source
+- ``families.CLOUD_SOURCES`` is the one table from a configuration's ``cloud_name`` to our source
   name and the parameter naming its scopes. An unknown cloud is kept with source None
   (shown, not watched);
 - the parameters are read from ``job_config_params`` (answers) or
@@ -29,13 +29,13 @@ a wrong value would mislead:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from monitor.cm.errors import InvalidResponse
 from monitor.cm.parse import sanitize_text
+from monitor.families import CLOUD_SOURCES
 from monitor.model import parse_timestamp, truncate
 
 SYNC_OPERATION: Final = "cckm_synchronization"
@@ -47,26 +47,6 @@ MAX_COUNT = 2**53 - 1
 
 _BAD_ID_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-
-
-@dataclass(frozen=True, slots=True)
-class CloudSource:
-    source: str  # our source name (monitor/families.py)
-    scope_field: str  # the job_config_params field naming the scopes
-
-
-# cloud_name -> source and scope field (cckm-api.md). *Unconfirmed* there: AzureCloud,
-# sfdc, sap, dsm, hsm-luna. The one place this mapping is spelled.
-CLOUD_SOURCES: Mapping[str, CloudSource] = {
-    "aws": CloudSource("aws", "kms"),
-    "AzureCloud": CloudSource("azure", "key_vaults"),
-    "gcp": CloudSource("gcp", "key_rings"),
-    "oci": CloudSource("oci", "oci_vaults"),
-    "sfdc": CloudSource("salesforce_secrets", "organizations"),
-    "sap": CloudSource("sap", "groups"),
-    "dsm": CloudSource("dsm", "domains"),
-    "hsm-luna": CloudSource("luna_synchronize", "partitions"),
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monitor.families import CLOUD_SOURCES
 from monitor.model import parse_timestamp
 from monitor.simulator.cron import check_cron
 from monitor.simulator.wire import rfc3339
@@ -21,15 +22,9 @@ OPERATIONS = (SYNC, "cckm_key_rotation", "database_backup", "system_auto_key_rot
 
 # cloud_name -> (our source name, the scope list field of the parameters). The only place
 # the simulator spells this mapping (cckm-api.md; several entries are unconfirmed there).
+# the manager's cloud_name -> (source, scope field): the one table, in families.py
 SYNC_CLOUDS: dict[str, tuple[str, str]] = {
-    "aws": ("aws", "kms"),
-    "AzureCloud": ("azure", "key_vaults"),
-    "gcp": ("gcp", "key_rings"),
-    "oci": ("oci", "oci_vaults"),
-    "sfdc": ("salesforce_secrets", "organizations"),
-    "sap": ("sap", "groups"),
-    "dsm": ("dsm", "domains"),
-    "hsm-luna": ("luna_synchronize", "partitions"),
+    cloud: (mapped.source, mapped.scope_field) for cloud, mapped in CLOUD_SOURCES.items()
 }
 CLOUD_OF_SOURCE = {source: cloud for cloud, (source, _) in SYNC_CLOUDS.items()}
 
