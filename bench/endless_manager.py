@@ -12,13 +12,12 @@ would page forever. Every other ``/api`` path is 404.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
 from typing import Any
 
 from aiohttp import web
 
+from bench.receiver import port_argument, serve
 from monitor.families import FAMILIES
 
 PATH = FAMILIES["aws"].path
@@ -92,24 +91,10 @@ def build_app(counter: Counter) -> web.Application:
     return app
 
 
-async def _main(port: int) -> None:
-    runner = web.AppRunner(build_app(Counter()), access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"endless manager listening on http://127.0.0.1:{port}", flush=True)
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopped.set)
-    await stopped.wait()
-    await runner.cleanup()
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    asyncio.run(_main(args.port))
+    port = port_argument(__doc__, argv)
+    banner = f"endless manager listening on http://127.0.0.1:{port}"
+    asyncio.run(serve(build_app(Counter()), port, banner))
     return 0
 
 

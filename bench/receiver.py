@@ -116,11 +116,13 @@ def build_app(records: Records) -> web.Application:
     return app
 
 
-async def _main(port: int) -> None:
-    runner = web.AppRunner(build_app(Records()), access_log=None, handle_signals=False)
+async def serve(app: web.Application, port: int, banner: str) -> None:
+    """Serve ``app`` on 127.0.0.1:``port`` until SIGTERM or SIGINT (a bench's helper
+    process: the receiver, the endless manager)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    print(f"receiver listening on http://127.0.0.1:{port}/hook", flush=True)
+    print(banner, flush=True)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -129,11 +131,17 @@ async def _main(port: int) -> None:
     await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def port_argument(doc: str | None, argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args(argv)
-    asyncio.run(_main(args.port))
+    port: int = parser.parse_args(argv).port
+    return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    port = port_argument(__doc__, argv)
+    banner = f"receiver listening on http://127.0.0.1:{port}/hook"
+    asyncio.run(serve(build_app(Records()), port, banner))
     return 0
 
 

@@ -29,12 +29,12 @@ from monitor.cm.client import ManagerClient
 from monitor.cm.errors import InvalidResponse
 from monitor.differ import CLOCK_TOLERANCE, history_bound
 from monitor.families import FAMILIES
-from monitor.health import SourceHealth
 from monitor.model import Event, EventType, event_id
 from monitor.simulator import SimConfig, running_simulator
 from monitor.sinks.base import DeliveryError, DeliveryWorker, Filters, RetryPolicy, Wakeup
 from monitor.statefile import StoreError
 from monitor.store import Store
+from tests.factories import queue
 from tests.pipeline_harness import Pipeline, client_options, pipeline
 
 AWS = FAMILIES["aws"]
@@ -162,6 +162,14 @@ def _event(n: int, when: datetime) -> Event:
     )
 
 
+def _one_queued_event(tmp_path: Path, clock: FakeClock) -> Store:
+    """A state file whose sink "hook" has one event queued, stamped now."""
+    store = Store.open(tmp_path / "state.db")
+    store.register_sinks(["hook"])
+    queue(store, _event(1, clock.now()))
+    return store
+
+
 def _worker(store: Store, sink: _Sink, clock: FakeClock, rec: _Recorder) -> DeliveryWorker:
     return DeliveryWorker(
         sink,
@@ -177,11 +185,7 @@ def _worker(store: Store, sink: _Sink, clock: FakeClock, rec: _Recorder) -> Deli
 
 async def test_a_bug_in_a_delivery_round_is_counted_and_retried(tmp_path: Path) -> None:
     clock = FakeClock(autojump=True)
-    store = Store.open(tmp_path / "state.db")
-    store.register_sinks(["hook"])
-    store.commit_health(
-        "prod", "aws", health=SourceHealth(), events=[_event(1, clock.now())], now=clock.time()
-    )
+    store = _one_queued_event(tmp_path, clock)
     sent = anyio.Event()
     sink = _Sink(lambda call: sent.set())
     rec = _Recorder()
@@ -405,11 +409,7 @@ async def test_a_wall_clock_stepped_forward_raises_no_stuck_for_young_jobs(
 
 async def test_a_wall_clock_stepped_forward_dead_letters_nothing_young(tmp_path: Path) -> None:
     clock = FakeClock(autojump=True)
-    store = Store.open(tmp_path / "state.db")
-    store.register_sinks(["hook"])
-    store.commit_health(
-        "prod", "aws", health=SourceHealth(), events=[_event(1, clock.now())], now=clock.time()
-    )
+    store = _one_queued_event(tmp_path, clock)
 
     def flaky(call: int) -> None:
         if call == 1:
@@ -428,11 +428,7 @@ async def test_a_wall_clock_stepped_forward_dead_letters_nothing_young(tmp_path:
 
 async def test_a_truly_old_event_is_still_dead_lettered(tmp_path: Path) -> None:
     clock = FakeClock(autojump=True)
-    store = Store.open(tmp_path / "state.db")
-    store.register_sinks(["hook"])
-    store.commit_health(
-        "prod", "aws", health=SourceHealth(), events=[_event(1, clock.now())], now=clock.time()
-    )
+    store = _one_queued_event(tmp_path, clock)
 
     def down(call: int) -> None:
         raise DeliveryError("receiver down", reason="http_5xx", retryable=True)
